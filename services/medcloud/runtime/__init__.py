@@ -1,0 +1,1 @@
+"""The shared runtime every medcloud service uses: configuration, logging, telemetry, gRPC, events, state."""

@@ -1,0 +1,338 @@
+"""The event bus over NATS JetStream: one stream per service, durable consumers, CloudEvents headers,
+de-duplication by event id, trace context across the hop, bounded redelivery and a dead-letter subject."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import nats
+import nats.errors
+import nats.js.errors
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from medcloud.core.errors import Unavailable
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("medcloud.runtime.bus")
+_meter = metrics.get_meter("medcloud.runtime.bus")
+_published = _meter.create_counter("medcloud.events.published", description="Events published")
+_handled = _meter.create_counter("medcloud.events.handled", description="Events handled and acked")
+_failed = _meter.create_counter("medcloud.events.failed", description="Handler failures")
+_dead_lettered = _meter.create_counter(
+    "medcloud.events.dead_lettered", description="Events moved to a dead-letter subject"
+)
+
+CONTENT_TYPE = "application/protobuf"
+DEAD_LETTER_TOKEN = "dead_letter"
+
+
+def stream_name(region: str, service: str) -> str:
+    """JetStream stream that holds every event a service publishes (one per service)."""
+    return f"MEDCLOUD_{region}_{service}".upper().replace("-", "_")
+
+
+def event_subject(region: str, service: str, event_name: str) -> str:
+    return f"medcloud.{region}.{service}.{event_name}"
+
+
+def dead_letter_subject(region: str, subscriber: str, durable: str) -> str:
+    """Dead letters live in the failing subscriber's own stream, under its durable's name."""
+    return f"medcloud.{region}.{subscriber}.{DEAD_LETTER_TOKEN}.{durable}"
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """An event as a handler sees it: CloudEvents attributes plus the decoded protobuf payload."""
+
+    id: str
+    type: str
+    source: str
+    time: datetime
+    subject: str
+    payload: Message
+    delivery_attempt: int
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    id: str
+    subject: str
+    stream_sequence: int
+    duplicate: bool
+
+
+EventHandler = Callable[[ReceivedEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RedeliveryPolicy:
+    """How often a failing event is retried before it is dead-lettered, and how long between tries."""
+
+    max_attempts: int = 5
+    backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
+    # How long the server waits for an ack before redelivering to another consumer (a crash).
+    ack_wait_seconds: float = 30.0
+
+    def delay_after(self, attempt: int) -> float:
+        return self.backoff_seconds[min(attempt - 1, len(self.backoff_seconds) - 1)]
+
+
+class EventBus:
+    """Publishes one service's events to its stream and consumes other services' streams."""
+
+    def __init__(
+        self,
+        nats_client: NatsClient,
+        region: str,
+        service: str,
+        duplicate_window_seconds: float = 600.0,
+    ) -> None:
+        self._nc = nats_client
+        self._js = nats_client.jetstream()
+        self.region = region
+        self.service = service
+        self._duplicate_window = duplicate_window_seconds
+        self._subscriptions: list[Subscription] = []
+        self.source = f"medcloud/{region}/{service}"
+
+    @classmethod
+    async def connect(
+        cls, url: str, region: str, service: str, *, connect_timeout_seconds: float = 5.0
+    ) -> EventBus:
+        """Connects to NATS and makes sure the service's own stream exists."""
+        try:
+            nc = await nats.connect(
+                url,
+                name=f"medcloud-{service}",
+                connect_timeout=connect_timeout_seconds,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+            )
+        except (OSError, nats.errors.Error) as error:
+            raise Unavailable(f"cannot connect to NATS at {url}: {error}") from error
+        bus = cls(nc, region, service)
+        await bus.ensure_stream()
+        return bus
+
+    async def ensure_stream(self) -> None:
+        config = js_api.StreamConfig(
+            name=stream_name(self.region, self.service),
+            subjects=[f"medcloud.{self.region}.{self.service}.>"],
+            storage=js_api.StorageType.FILE,
+            retention=js_api.RetentionPolicy.LIMITS,
+            duplicate_window=self._duplicate_window,
+        )
+        try:
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self._js.update_stream(config)
+
+    async def publish(
+        self, payload: Message, *, event_id: str | None = None, time: datetime | None = None
+    ) -> PublishedEvent:
+        """Publishes `payload` as an event of this service and waits for the stream's ack.
+        Publishing the same `event_id` again within the duplicate window stores nothing new."""
+        event_id = event_id or str(uuid.uuid4())
+        event_type = payload.DESCRIPTOR.full_name
+        subject = event_subject(self.region, self.service, payload.DESCRIPTOR.name)
+        headers = {
+            "Nats-Msg-Id": event_id,
+            "ce-specversion": "1.0",
+            "ce-id": event_id,
+            "ce-type": event_type,
+            "ce-source": self.source,
+            "ce-time": (time or datetime.now(UTC)).isoformat(),
+            "content-type": CONTENT_TYPE,
+        }
+        with _tracer.start_as_current_span(
+            f"publish {subject}",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": subject,
+                        "messaging.message.id": event_id},
+        ):
+            propagate.inject(headers)
+            try:
+                ack = await self._js.publish(subject, payload.SerializeToString(), headers=headers)
+            except (nats.errors.Error, asyncio.TimeoutError) as error:
+                raise Unavailable(f"cannot publish {event_type} to {subject}: {error}") from error
+        _published.add(1, {"event.type": event_type})
+        return PublishedEvent(event_id, subject, ack.seq, bool(ack.duplicate))
+
+    async def subscribe(
+        self,
+        *,
+        source_service: str,
+        event_types: Sequence[type[Message]],
+        durable: str,
+        handler: EventHandler,
+        policy: RedeliveryPolicy | None = None,
+        batch_size: int = 64,
+    ) -> Subscription:
+        """Starts a durable pull consumer on `source_service`'s stream for the given event types.
+        The handler's event is acked only after it returns; a raising handler gets the event again
+        after a backoff, and after `policy.max_attempts` it goes to the dead-letter subject."""
+        policy = policy or RedeliveryPolicy()
+        types_by_name = {t.DESCRIPTOR.full_name: t for t in event_types}
+        filters = [event_subject(self.region, source_service, t.DESCRIPTOR.name) for t in event_types]
+        config = js_api.ConsumerConfig(
+            durable_name=durable,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=policy.ack_wait_seconds,
+            # Unbounded on the server: the bus dead-letters after max_attempts itself, so an
+            # event is never dropped silently even if the process dies during its last attempt.
+            max_deliver=-1,
+            filter_subjects=filters,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+        )
+        stream = stream_name(self.region, source_service)
+        try:
+            pull = await self._js.pull_subscribe(
+                filters[0], durable=durable, stream=stream, config=config
+            )
+        except nats.js.errors.NotFoundError as error:
+            raise Unavailable(f"stream {stream} of service {source_service!r} does not exist") from error
+        subscription = Subscription(self, pull, durable, types_by_name, handler, policy, batch_size)
+        subscription.start()
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def dead_letter(self, msg: Msg, durable: str, reason: str) -> None:
+        headers = dict(msg.headers or {})
+        headers.pop("Nats-Msg-Id", None)
+        headers["medcloud-dead-letter-reason"] = reason[:512]
+        headers["medcloud-original-subject"] = msg.subject
+        headers["medcloud-deliveries"] = str(msg.metadata.num_delivered)
+        subject = dead_letter_subject(self.region, self.service, durable)
+        await self._js.publish(subject, msg.data, headers=headers)
+        _dead_lettered.add(1, {"consumer": durable})
+
+    async def close(self) -> None:
+        """Stops every subscription (letting the event in hand finish) and drains the connection."""
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        with contextlib.suppress(nats.errors.Error):
+            await self._nc.drain()
+
+
+class Subscription:
+    """One durable consumer's fetch-handle-ack loop."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        pull: nats.js.JetStreamContext.PullSubscription,
+        durable: str,
+        types_by_name: dict[str, type[Message]],
+        handler: EventHandler,
+        policy: RedeliveryPolicy,
+        batch_size: int,
+    ) -> None:
+        self._bus = bus
+        self._pull = pull
+        self.durable = durable
+        self._types = types_by_name
+        self._handler = handler
+        self._policy = policy
+        self._batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer {self.durable}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(nats.errors.Error):
+            await self._pull.unsubscribe()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                messages = await self._pull.fetch(self._batch_size, timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except nats.errors.Error as error:
+                log.warning("fetch failed, retrying", extra={"consumer": self.durable, "error": str(error)})
+                await asyncio.sleep(1.0)
+                continue
+            for msg in messages:
+                # Shielded so that stop() never cuts a handler off between its work and its ack.
+                await asyncio.shield(self._process(msg))
+
+    async def _process(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        attempt = msg.metadata.num_delivered
+        context = propagate.extract(headers)
+        with _tracer.start_as_current_span(
+            f"process {msg.subject}",
+            context=context,
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject,
+                        "messaging.message.id": headers.get("ce-id", ""),
+                        "messaging.consumer.group.name": self.durable},
+        ) as span:
+            if attempt > self._policy.max_attempts:
+                # The previous attempt died before it could ack or dead-letter.
+                await self._give_up(msg, f"gave up after {attempt - 1} attempts")
+                return
+            try:
+                event = self._decode(msg, attempt)
+            except (KeyError, DecodeError, ValueError) as error:
+                await self._give_up(msg, f"undecodable event: {error}")
+                return
+            try:
+                await self._handler(event)
+            except Exception as error:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                _failed.add(1, {"consumer": self.durable, "event.type": event.type})
+                if attempt >= self._policy.max_attempts:
+                    await self._give_up(msg, f"{type(error).__name__}: {error}")
+                else:
+                    log.warning(
+                        "event handler failed; will retry",
+                        extra={"consumer": self.durable, "event_id": event.id, "attempt": attempt,
+                               "error_type": type(error).__name__},
+                    )
+                    await msg.nak(delay=self._policy.delay_after(attempt))
+                return
+            await msg.ack()
+            _handled.add(1, {"consumer": self.durable, "event.type": event.type})
+
+    def _decode(self, msg: Msg, attempt: int) -> ReceivedEvent:
+        headers = msg.headers or {}
+        event_type = headers["ce-type"]
+        payload = self._types[event_type].FromString(msg.data)
+        return ReceivedEvent(
+            id=headers["ce-id"],
+            type=event_type,
+            source=headers["ce-source"],
+            time=datetime.fromisoformat(headers["ce-time"]),
+            subject=msg.subject,
+            payload=payload,
+            delivery_attempt=attempt,
+        )
+
+    async def _give_up(self, msg: Msg, reason: str) -> None:
+        log.error(
+            "event dead-lettered",
+            extra={"consumer": self.durable, "event_id": (msg.headers or {}).get("ce-id"),
+                   "reason": reason},
+        )
+        await self._bus.dead_letter(msg, self.durable, reason)
+        await msg.term()

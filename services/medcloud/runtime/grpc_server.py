@@ -1,0 +1,230 @@
+"""The gRPC server every service runs: health, reflection, tracing, metrics, error mapping, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from opentelemetry import metrics
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from medcloud.core.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    FailedPrecondition,
+    InvalidArgument,
+    MedcloudError,
+    NotFound,
+    Unavailable,
+)
+from medcloud.runtime.config import HostPort
+
+log = logging.getLogger(__name__)
+
+_CODES: tuple[tuple[type[MedcloudError], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (ConcurrencyConflict, grpc.StatusCode.ABORTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def code_for(error: MedcloudError) -> grpc.StatusCode:
+    return next((code for kind, code in _CODES if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
+
+
+def status_for(error: MedcloudError) -> grpc.Status:
+    """The canonical gRPC status of a domain error; INVALID_ARGUMENT carries google.rpc.BadRequest."""
+    status = status_pb2.Status(code=code_for(error).value[0], message=str(error))
+    if isinstance(error, InvalidArgument):
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        detail = any_pb2.Any()
+        detail.Pack(bad_request)
+        status.details.append(detail)
+    return rpc_status.to_status(status)
+
+
+class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain errors to canonical codes, counts in-flight calls and records call durations."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        meter = metrics.get_meter("medcloud.runtime.grpc")
+        self._duration = meter.create_histogram(
+            "rpc.server.duration", unit="ms", description="Duration of inbound gRPC calls"
+        )
+
+    def _enter(self) -> float:
+        self.in_flight += 1
+        self.idle.clear()
+        return time.perf_counter()
+
+    def _leave(self, method: str, started: float, code: grpc.StatusCode) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.idle.set()
+        self._duration.record(
+            (time.perf_counter() - started) * 1000.0,
+            {"rpc.method": method, "rpc.grpc.status_code": code.value[0]},
+        )
+
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary or handler.stream_unary:
+            behavior = handler.unary_unary or handler.stream_unary
+
+            async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started, code = self._enter(), grpc.StatusCode.OK
+                try:
+                    return await behavior(request, context)
+                except MedcloudError as error:
+                    code = code_for(error)
+                    await context.abort_with_status(status_for(error))
+                except Exception:
+                    code = grpc.StatusCode.INTERNAL
+                    raise
+                finally:
+                    self._leave(method, started, code)
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+            return factory(
+                unary_response,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        behavior = handler.unary_stream or handler.stream_stream
+
+        async def streamed_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started, code = self._enter(), grpc.StatusCode.OK
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except MedcloudError as error:
+                code = code_for(error)
+                await context.abort_with_status(status_for(error))
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                raise
+            finally:
+                self._leave(method, started, code)
+
+        factory = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream
+            else grpc.stream_stream_rpc_method_handler
+        )
+        return factory(
+            streamed_response,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One gRPC service to serve: its full name (for health and reflection) and how to add it."""
+
+    full_name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+
+
+class GrpcServer:
+    """A grpc.aio server with the runtime's interceptors, health checking and reflection."""
+
+    def __init__(
+        self,
+        bindings: Iterable[ServiceBinding],
+        listen: HostPort,
+        shutdown_grace_seconds: float,
+        drain_delay_seconds: float = 1.0,
+    ) -> None:
+        self._bindings = tuple(bindings)
+        self._listen = listen
+        self._grace = shutdown_grace_seconds
+        self._drain_delay = drain_delay_seconds
+        self._runtime = _RuntimeInterceptor()
+        self._health = HealthServicer()
+        self._server = grpc.aio.server(interceptors=[aio_server_interceptor(), self._runtime])
+        self._stopped = asyncio.Event()
+        self.port = 0
+
+    @property
+    def in_flight_calls(self) -> int:
+        return self._runtime.in_flight
+
+    async def start(self) -> int:
+        """Binds and starts serving; returns the bound port and reports every service SERVING."""
+        for binding in self._bindings:
+            binding.add_to_server(self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        names = [b.full_name for b in self._bindings]
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._server,
+        )
+        self.port = self._server.add_insecure_port(str(self._listen))
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC server to {self._listen}")
+        await self._server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *(b.full_name for b in self._bindings)):
+            await self._health.set(name, status)
+
+    async def drain_and_stop(self) -> None:
+        """Reports NOT_SERVING so that load balancers stop sending, lets in-flight calls finish
+        within the grace period, then stops."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info("draining", extra={"in_flight_calls": self._runtime.in_flight})
+        await asyncio.sleep(self._drain_delay)
+        await self._server.stop(self._grace)
+        self._stopped.set()
+
+    async def wait_for_termination(self) -> None:
+        await self._stopped.wait()
+
+
+async def wait_for_shutdown_signal() -> signal.Signals:
+    """Returns the first SIGTERM or SIGINT the process receives."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(
+            sig, lambda s=sig: received.done() or received.set_result(s)
+        )
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

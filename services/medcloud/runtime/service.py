@@ -1,0 +1,73 @@
+"""The life of a service process: settings, logging, telemetry, etcd, NATS, gRPC, then drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from medcloud.core.errors import Unavailable
+from medcloud.runtime.bus import EventBus
+from medcloud.runtime.config import ConfigError, ServiceSettings, load_settings
+from medcloud.runtime.grpc_server import GrpcServer, ServiceBinding, wait_for_shutdown_signal
+from medcloud.runtime.logs import configure_logging
+from medcloud.runtime.store import EtcdStore
+from medcloud.runtime.telemetry import configure_telemetry
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """The adapters a service's bootstrap wires into its use cases."""
+
+    name: str
+    settings: ServiceSettings
+    store: EtcdStore
+    bus: EventBus
+
+
+Bootstrap = Callable[[ServiceContext], Awaitable[Sequence[ServiceBinding]]]
+
+
+async def _serve(name: str, settings: ServiceSettings, bootstrap: Bootstrap) -> None:
+    store = await EtcdStore.connect(settings.etcd_endpoint, settings.region, name)
+    try:
+        bus = await EventBus.connect(settings.nats_url, settings.region, name)
+        try:
+            bindings = await bootstrap(ServiceContext(name, settings, store, bus))
+            server = GrpcServer(bindings, settings.grpc_listen, settings.shutdown_grace_seconds)
+            port = await server.start()
+            log.info("serving", extra={"grpc_port": port, "services": [b.full_name for b in bindings]})
+            received = await wait_for_shutdown_signal()
+            log.info("shutting down", extra={"signal": received.name})
+            await server.drain_and_stop()
+        finally:
+            await bus.close()
+    finally:
+        await store.close()
+
+
+def run_service(name: str, bootstrap: Bootstrap) -> int:
+    """Runs one service until SIGTERM/SIGINT; returns the process exit code.
+    A bad environment or an unreachable dependency stops start-up with a message naming it."""
+    try:
+        settings = load_settings(ServiceSettings)
+    except ConfigError as error:
+        print(f"medcloud-{name}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(name, settings.region, settings.log_level)
+    configure_telemetry(name, settings.region, settings.otlp_endpoint)
+    try:
+        asyncio.run(_serve(name, settings, bootstrap))
+    except Unavailable as error:
+        log.error("dependency unavailable", extra={"error": str(error)})
+        print(f"medcloud-{name}: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    log.info("stopped")
+    return 0

@@ -1,0 +1,341 @@
+"""State in etcd v3: typed collections under the service's key prefix, optimistic multi-key
+transactions on mod_revision, ordered watches that survive reconnects, and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import grpc
+from aetcd import rpc
+from google.protobuf.message import Message
+
+from medcloud.core.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from medcloud.runtime.config import HostPort
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+M = TypeVar("M", bound=Message)
+
+
+class Codec(Protocol[T]):
+    def encode(self, value: T) -> bytes: ...
+
+    def decode(self, data: bytes) -> T: ...
+
+
+class ProtobufCodec(Generic[M]):
+    """Stores protobuf messages in their binary wire form."""
+
+    def __init__(self, message_type: type[M]) -> None:
+        self._type = message_type
+
+    def encode(self, value: M) -> bytes:
+        return value.SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> M:
+        return self._type.FromString(data)
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A stored value with the etcd revisions that guard the next write to it."""
+
+    id: str
+    value: T
+    mod_revision: int
+    create_revision: int
+
+
+@dataclass(frozen=True)
+class Committed(Generic[R]):
+    """What a transaction's step returned, and the etcd revision its writes landed at."""
+
+    result: R
+    revision: int
+    transaction: Transaction
+
+    def written_value(self, collection: Collection[T], object_id: str) -> T:
+        return self.transaction.written[collection.key(object_id)]
+
+
+@dataclass(frozen=True)
+class Change(Generic[T]):
+    """One change seen by a watch: `value` is None for a deletion."""
+
+    id: str
+    value: T | None
+    revision: int
+
+    @property
+    def deleted(self) -> bool:
+        return self.value is None
+
+
+def _translate(error: grpc.aio.AioRpcError, what: str) -> Exception:
+    return Unavailable(f"etcd {what} failed: {error.code().name} {error.details()}")
+
+
+class EtcdStore:
+    """One service's view of etcd: keys `/medcloud/<region>/<service>/<kind>/<id>`."""
+
+    def __init__(
+        self, client: aetcd.Client, region: str, service: str, request_timeout_seconds: float = 5.0
+    ) -> None:
+        self._client = client
+        self.prefix = f"/medcloud/{region}/{service}/"
+        self._timeout = request_timeout_seconds
+
+    @classmethod
+    async def connect(
+        cls, endpoint: HostPort, region: str, service: str, request_timeout_seconds: float = 5.0
+    ) -> EtcdStore:
+        """Connects and proves etcd answers, so a service fails at start-up rather than on first use."""
+        client = aetcd.Client(host=endpoint.host, port=endpoint.port, timeout=request_timeout_seconds)
+        store = cls(client, region, service, request_timeout_seconds)
+        try:
+            await client.status()
+        except (aetcd.exceptions.ClientError, grpc.aio.AioRpcError, OSError) as error:
+            await client.close()
+            raise Unavailable(f"cannot reach etcd at {endpoint}: {error}") from error
+        return store
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def collection(self, kind: str, codec: Codec[T]) -> Collection[T]:
+        return Collection(self, kind, codec)
+
+    async def _kv(self) -> aetcd.Client:
+        await self._client.connect()
+        return self._client
+
+    async def _range(self, key: bytes, range_end: bytes | None = None) -> rpc.RangeResponse:
+        client = await self._kv()
+        request = rpc.RangeRequest(key=key, range_end=range_end or b"")
+        try:
+            return await client.kvstub.Range(request, timeout=self._timeout, metadata=client.metadata)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "read") from error
+
+    async def _txn(self, request: rpc.TxnRequest) -> rpc.TxnResponse:
+        client = await self._kv()
+        try:
+            return await client.kvstub.Txn(request, timeout=self._timeout, metadata=client.metadata)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "transaction") from error
+
+    async def transact(
+        self, step: Callable[[Transaction], Awaitable[R]], max_attempts: int = 10
+    ) -> Committed[R]:
+        """Runs `step` as one optimistic transaction over any keys it reads and writes: the writes
+        land only if nothing it read changed meanwhile; otherwise `step` runs again on fresh data.
+        A race lost `max_attempts` times raises ConcurrencyConflict (gRPC ABORTED)."""
+        for attempt in range(1, max_attempts + 1):
+            transaction = Transaction(self)
+            result = await step(transaction)
+            if await transaction.commit():
+                return Committed(result, transaction.revision, transaction)
+            log.debug("transaction lost a race", extra={"attempt": attempt})
+            await asyncio.sleep(random.uniform(0, 0.005 * 2**min(attempt, 6)))
+        raise ConcurrencyConflict(
+            f"gave up after {max_attempts} attempts: the objects kept changing concurrently"
+        )
+
+    async def grant_lease(self, ttl_seconds: int) -> KeptLease:
+        """A lease kept alive by a background task until `revoke()`; keys written with it vanish
+        when the process dies."""
+        client = await self._kv()
+        try:
+            lease = await client.lease(ttl_seconds)
+        except aetcd.exceptions.ClientError as error:
+            raise Unavailable(f"cannot grant an etcd lease: {error}") from error
+        kept = KeptLease(lease.id, ttl_seconds, client)
+        kept.start()
+        return kept
+
+
+class Transaction:
+    """Reads record the revision they saw; writes are buffered and applied all-or-nothing."""
+
+    def __init__(self, store: EtcdStore) -> None:
+        self._store = store
+        self._read_revisions: dict[bytes, int] = {}
+        self._ops: dict[bytes, rpc.RequestOp] = {}
+        self.written: dict[bytes, object] = {}
+        self.revision = 0
+
+    async def get(self, collection: Collection[T], object_id: str) -> Versioned[T] | None:
+        key = collection.key(object_id)
+        response = await self._store._range(key)
+        if not response.kvs:
+            self._read_revisions.setdefault(key, 0)
+            return None
+        kv = response.kvs[0]
+        self._read_revisions.setdefault(key, kv.mod_revision)
+        return Versioned(object_id, collection.codec.decode(kv.value), kv.mod_revision, kv.create_revision)
+
+    def put(self, collection: Collection[T], object_id: str, value: T, lease_id: int = 0) -> None:
+        key = collection.key(object_id)
+        self.written[key] = value
+        self._ops[key] = rpc.RequestOp(
+            request_put=rpc.PutRequest(key=key, value=collection.codec.encode(value), lease=lease_id)
+        )
+
+    def delete(self, collection: Collection[T], object_id: str) -> None:
+        key = collection.key(object_id)
+        self.written.pop(key, None)
+        self._ops[key] = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
+
+    def expect_revision(self, collection: Collection[T], object_id: str, mod_revision: int) -> None:
+        """Adds a guard from an earlier read (0: the key must not exist)."""
+        self._read_revisions[collection.key(object_id)] = mod_revision
+
+    async def commit(self) -> bool:
+        if not self._ops:
+            return True
+        compare = [
+            rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision)
+            for key, revision in self._read_revisions.items()
+        ]
+        response = await self._store._txn(
+            rpc.TxnRequest(compare=compare, success=list(self._ops.values()))
+        )
+        self.revision = response.header.revision
+        return response.succeeded
+
+
+class Collection(Generic[T]):
+    """Objects of one kind, stored under `<prefix><kind>/<id>`."""
+
+    def __init__(self, store: EtcdStore, kind: str, codec: Codec[T]) -> None:
+        self._store = store
+        self.kind = kind
+        self.codec = codec
+        self._prefix = f"{store.prefix}{kind}/".encode()
+
+    def key(self, object_id: str) -> bytes:
+        if not object_id or "/" in object_id:
+            raise InvalidArgument.single("id", f"{self.kind} id {object_id!r} must be non-empty without '/'")
+        return self._prefix + object_id.encode()
+
+    def _id_of(self, key: bytes) -> str:
+        return key[len(self._prefix) :].decode()
+
+    async def get(self, object_id: str) -> Versioned[T] | None:
+        response = await self._store._range(self.key(object_id))
+        if not response.kvs:
+            return None
+        kv = response.kvs[0]
+        return Versioned(object_id, self.codec.decode(kv.value), kv.mod_revision, kv.create_revision)
+
+    async def require(self, object_id: str) -> Versioned[T]:
+        found = await self.get(object_id)
+        if found is None:
+            raise NotFound(self.kind, object_id)
+        return found
+
+    async def list(self) -> list[Versioned[T]]:
+        response = await self._store._range(self._prefix, aetcd.utils.prefix_range_end(self._prefix))
+        return [
+            Versioned(self._id_of(kv.key), self.codec.decode(kv.value), kv.mod_revision, kv.create_revision)
+            for kv in response.kvs
+        ]
+
+    async def create(self, object_id: str, value: T, lease_id: int = 0) -> Versioned[T]:
+        """Stores a new object; ALREADY_EXISTS if the id is taken."""
+        transaction = Transaction(self._store)
+        transaction.expect_revision(self, object_id, 0)
+        transaction.put(self, object_id, value, lease_id)
+        if not await transaction.commit():
+            raise AlreadyExists(self.kind, object_id)
+        return Versioned(object_id, value, transaction.revision, transaction.revision)
+
+    async def update(
+        self, object_id: str, change: Callable[[T], T], max_attempts: int = 10
+    ) -> Versioned[T]:
+        """Read-modify-write: applies `change` to the current value and retries on a lost race."""
+
+        async def step(transaction: Transaction) -> Versioned[T]:
+            current = await transaction.get(self, object_id)
+            if current is None:
+                raise NotFound(self.kind, object_id)
+            updated = change(current.value)
+            transaction.put(self, object_id, updated)
+            return current
+
+        committed = await self._store.transact(step, max_attempts)
+        return Versioned(
+            object_id, committed.written_value(self, object_id), committed.revision,
+            committed.result.create_revision,
+        )
+
+    async def delete(self, object_id: str) -> bool:
+        """Deletes the object; returns False if it was gone already (not an error)."""
+        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key(object_id)))
+        response = await self._store._txn(rpc.TxnRequest(success=[op]))
+        return response.responses[0].response_delete_range.deleted > 0
+
+    async def watch(self, start_revision: int | None = None) -> AsyncIterator[Change[T]]:
+        """Every change to this kind, in revision order, from `start_revision` (default: now).
+        A dropped connection re-opens the watch from the last seen revision + 1, so no change is
+        missed or repeated; a compacted start revision raises, and the caller must re-list."""
+        next_revision = start_revision
+        while True:
+            client = await self._store._kv()
+            try:
+                watch = await client.watch_prefix(self._prefix, start_revision=next_revision)
+                async for event in watch:
+                    revision = event.kv.mod_revision
+                    next_revision = revision + 1
+                    value = None if event.kind == "DELETE" else self.codec.decode(event.kv.value)
+                    yield Change(self._id_of(event.kv.key), value, revision)
+            except aetcd.exceptions.ConnectionFailedError:
+                log.warning("etcd watch lost its connection; re-opening", extra={"kind": self.kind})
+                await asyncio.sleep(0.5)
+
+
+class KeptLease:
+    """An etcd lease with its own keep-alive loop (aetcd has none)."""
+
+    def __init__(self, lease_id: int, ttl_seconds: int, client: aetcd.Client) -> None:
+        self.id = lease_id
+        self.ttl_seconds = ttl_seconds
+        self._client = client
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_alive(), name=f"lease {self.id:x}")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.ttl_seconds / 3, 0.2))
+            try:
+                await self._client.refresh_lease(self.id)
+            except aetcd.exceptions.ClientError as error:
+                log.warning("lease keep-alive failed", extra={"lease": self.id, "error": str(error)})
+
+    async def revoke(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(aetcd.exceptions.ClientError):
+            await self._client.revoke_lease(self.id)
+
+

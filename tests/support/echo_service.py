@@ -1,0 +1,49 @@
+"""A service built only on the shared runtime, run as a real process by the gRPC runtime tests.
+
+`test.Echo/Echo` answers with its request after sleeping as many milliseconds as the request says
+(bytes as decimal text), and `test.Echo/Reject` fails with a field violation."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from medcloud.core.errors import FieldViolation, InvalidArgument
+from medcloud.runtime.grpc_server import ServiceBinding
+from medcloud.runtime.service import ServiceContext, run_service
+
+SERVICE_NAME = "test.Echo"
+
+
+async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    await asyncio.sleep(int(request or b"0") / 1000)
+    return request
+
+
+async def _reject(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    raise InvalidArgument([FieldViolation("spec.vcpu", "must be at most 64 (R-7.3c)")])
+
+
+def _add(server: grpc.aio.Server) -> None:
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                SERVICE_NAME,
+                {
+                    "Echo": grpc.unary_unary_rpc_method_handler(_echo),
+                    "Reject": grpc.unary_unary_rpc_method_handler(_reject),
+                },
+            )
+        ]
+    )
+
+
+async def bootstrap(context: ServiceContext) -> Sequence[ServiceBinding]:
+    return [ServiceBinding(SERVICE_NAME, _add)]
+
+
+if __name__ == "__main__":
+    sys.exit(run_service("echo", bootstrap))
