@@ -27,11 +27,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _health(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
-        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+        return (
+            health_pb2_grpc.HealthStub(channel)
+            .Check(health_pb2.HealthCheckRequest(), timeout=2)
+            .status
+        )
 
 
 @pytest.fixture
-def echo_service(etcd_server, nats_server, region, tmp_path) -> Iterator[tuple[ManagedProcess, str]]:
+def echo_service(
+    etcd_server, nats_server, region, tmp_path
+) -> Iterator[tuple[ManagedProcess, str]]:
     address = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,

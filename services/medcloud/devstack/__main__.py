@@ -17,14 +17,23 @@ from medcloud.devstack.stack import KNOWN_SERVICES, LocalStack
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="medcloud-devstack", description=__doc__)
     parser.add_argument("--region", default="panyu", help="region name (default: panyu, annex A)")
-    parser.add_argument("--work-dir", type=Path, help="where data and logs go (default: a new temp dir)")
-    parser.add_argument("--etcd-port", type=int, default=0, help="etcd client port (default: a free one)")
-    parser.add_argument("--nats-port", type=int, default=0, help="NATS client port (default: a free one)")
     parser.add_argument(
-        "--services", help=f"comma-separated subset of: {', '.join(KNOWN_SERVICES)} (default: all present)"
+        "--work-dir", type=Path, help="where data and logs go (default: a new temp dir)"
     )
     parser.add_argument(
-        "--exit-after-start", action="store_true", help="stop again once everything is healthy (a smoke test)"
+        "--etcd-port", type=int, default=0, help="etcd client port (default: a free one)"
+    )
+    parser.add_argument(
+        "--nats-port", type=int, default=0, help="NATS client port (default: a free one)"
+    )
+    parser.add_argument(
+        "--services",
+        help=f"comma-separated subset of: {', '.join(KNOWN_SERVICES)} (default: all present)",
+    )
+    parser.add_argument(
+        "--exit-after-start",
+        action="store_true",
+        help="stop again once everything is healthy (a smoke test)",
     )
     return parser.parse_args(argv)
 
@@ -32,10 +41,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="medcloud-devstack-"))
-    services = tuple(s.strip() for s in args.services.split(",") if s.strip()) if args.services else None
+    services = (
+        tuple(s.strip() for s in args.services.split(",") if s.strip()) if args.services else None
+    )
     unknown = [s for s in services or () if s not in KNOWN_SERVICES]
     if unknown:
-        print(f"medcloud-devstack: --services: unknown service(s) {', '.join(unknown)}", file=sys.stderr)
+        print(
+            f"medcloud-devstack: --services: unknown service(s) {', '.join(unknown)}",
+            file=sys.stderr,
+        )
         return 2
     stack = LocalStack(work_dir, args.region, services, args.etcd_port, args.nats_port)
     stopping = False
@@ -61,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping and not args.exit_after_start:
         crashed = stack.crashed()
         if crashed:
-            print(f"medcloud-devstack: {', '.join(crashed)} stopped unexpectedly; see the logs in "
-                  f"{work_dir / 'logs'}", file=sys.stderr)
+            print(
+                f"medcloud-devstack: {', '.join(crashed)} stopped unexpectedly; see the logs in "
+                f"{work_dir / 'logs'}",
+                file=sys.stderr,
+            )
             exit_code = 1
             break
         time.sleep(0.5)

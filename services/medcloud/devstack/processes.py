@@ -24,10 +24,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def ensure_port_free(component: str, host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves do: connections lingering in TIME_WAIT do not block a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as error:
-            raise StackError(f"{component}: port {port} on {host} is already in use ({error.strerror})") from None
+            raise StackError(
+                f"{component}: port {port} on {host} is already in use ({error.strerror})"
+            ) from None
 
 
 def require_executable(component: str, path: Path, hint: str) -> Path:
@@ -67,7 +71,9 @@ class ManagedProcess:
                     start_new_session=True,  # Ctrl-C reaches the runner, which stops children in order.
                 )
             except OSError as error:
-                raise StackError(f"{self.component}: cannot run {self.command[0]}: {error}") from None
+                raise StackError(
+                    f"{self.component}: cannot run {self.command[0]}: {error}"
+                ) from None
 
     def log_tail(self, lines: int = 15) -> str:
         try:

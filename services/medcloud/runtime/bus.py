@@ -158,13 +158,16 @@ class EventBus:
         with _tracer.start_as_current_span(
             f"publish {subject}",
             kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "nats", "messaging.destination.name": subject,
-                        "messaging.message.id": event_id},
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": subject,
+                "messaging.message.id": event_id,
+            },
         ):
             propagate.inject(headers)
             try:
                 ack = await self._js.publish(subject, payload.SerializeToString(), headers=headers)
-            except (nats.errors.Error, asyncio.TimeoutError) as error:
+            except (TimeoutError, nats.errors.Error) as error:
                 raise Unavailable(f"cannot publish {event_type} to {subject}: {error}") from error
         _published.add(1, {"event.type": event_type})
         return PublishedEvent(event_id, subject, ack.seq, bool(ack.duplicate))
@@ -184,7 +187,9 @@ class EventBus:
         after a backoff, and after `policy.max_attempts` it goes to the dead-letter subject."""
         policy = policy or RedeliveryPolicy()
         types_by_name = {t.DESCRIPTOR.full_name: t for t in event_types}
-        filters = [event_subject(self.region, source_service, t.DESCRIPTOR.name) for t in event_types]
+        filters = [
+            event_subject(self.region, source_service, t.DESCRIPTOR.name) for t in event_types
+        ]
         config = js_api.ConsumerConfig(
             durable_name=durable,
             ack_policy=js_api.AckPolicy.EXPLICIT,
@@ -201,7 +206,9 @@ class EventBus:
                 filters[0], durable=durable, stream=stream, config=config
             )
         except nats.js.errors.NotFoundError as error:
-            raise Unavailable(f"stream {stream} of service {source_service!r} does not exist") from error
+            raise Unavailable(
+                f"stream {stream} of service {source_service!r} does not exist"
+            ) from error
         subscription = Subscription(self, pull, durable, types_by_name, handler, policy, batch_size)
         subscription.start()
         self._subscriptions.append(subscription)
@@ -264,10 +271,12 @@ class Subscription:
         while not self._stopping:
             try:
                 messages = await self._pull.fetch(self._batch_size, timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as error:
-                log.warning("fetch failed, retrying", extra={"consumer": self.durable, "error": str(error)})
+                log.warning(
+                    "fetch failed, retrying", extra={"consumer": self.durable, "error": str(error)}
+                )
                 await asyncio.sleep(1.0)
                 continue
             for msg in messages:
@@ -282,9 +291,12 @@ class Subscription:
             f"process {msg.subject}",
             context=context,
             kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject,
-                        "messaging.message.id": headers.get("ce-id", ""),
-                        "messaging.consumer.group.name": self.durable},
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.message.id": headers.get("ce-id", ""),
+                "messaging.consumer.group.name": self.durable,
+            },
         ) as span:
             if attempt > self._policy.max_attempts:
                 # The previous attempt died before it could ack or dead-letter.
@@ -306,8 +318,12 @@ class Subscription:
                 else:
                     log.warning(
                         "event handler failed; will retry",
-                        extra={"consumer": self.durable, "event_id": event.id, "attempt": attempt,
-                               "error_type": type(error).__name__},
+                        extra={
+                            "consumer": self.durable,
+                            "event_id": event.id,
+                            "attempt": attempt,
+                            "error_type": type(error).__name__,
+                        },
                     )
                     await msg.nak(delay=self._policy.delay_after(attempt))
                 return
@@ -331,8 +347,11 @@ class Subscription:
     async def _give_up(self, msg: Msg, reason: str) -> None:
         log.error(
             "event dead-lettered",
-            extra={"consumer": self.durable, "event_id": (msg.headers or {}).get("ce-id"),
-                   "reason": reason},
+            extra={
+                "consumer": self.durable,
+                "event_id": (msg.headers or {}).get("ce-id"),
+                "reason": reason,
+            },
         )
         await self._bus.dead_letter(msg, self.durable, reason)
         await msg.term()

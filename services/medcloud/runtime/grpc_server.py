@@ -44,7 +44,9 @@ _CODES: tuple[tuple[type[MedcloudError], grpc.StatusCode], ...] = (
 
 
 def code_for(error: MedcloudError) -> grpc.StatusCode:
-    return next((code for kind, code in _CODES if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
+    return next(
+        (code for kind, code in _CODES if isinstance(error, kind)), grpc.StatusCode.INTERNAL
+    )
 
 
 def status_for(error: MedcloudError) -> grpc.Status:
@@ -53,7 +55,9 @@ def status_for(error: MedcloudError) -> grpc.Status:
     if isinstance(error, InvalidArgument):
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
                 for v in error.violations
             ]
         )
@@ -188,7 +192,11 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         names = [b.full_name for b in self._bindings]
         reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self._server,
         )
         self.port = self._server.add_insecure_port(str(self._listen))
@@ -220,9 +228,7 @@ async def wait_for_shutdown_signal() -> signal.Signals:
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(
-            sig, lambda s=sig: received.done() or received.set_result(s)
-        )
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
     try:
         return await received
     finally:

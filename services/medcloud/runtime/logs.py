@@ -22,7 +22,9 @@ _PERSONAL_FIELD_NAMES = re.compile(
 )
 # Values that look like a person's identifiers are masked wherever they appear in text.
 _PERSONAL_VALUE_PATTERNS = (
-    re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])\d{2}\d{3}[0-9Xx](?![0-9A-Za-z])"),
+    re.compile(
+        r"(?<![0-9A-Za-z])[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])\d{2}\d{3}[0-9Xx](?![0-9A-Za-z])"
+    ),
     re.compile(r"(?<!\d)(\+?86[- ]?)?1[3-9]\d{9}(?!\d)"),
     re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
 )

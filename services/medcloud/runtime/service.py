@@ -43,7 +43,9 @@ async def _serve(name: str, settings: ServiceSettings, bootstrap: Bootstrap) -> 
             bindings = await bootstrap(ServiceContext(name, settings, store, bus))
             server = GrpcServer(bindings, settings.grpc_listen, settings.shutdown_grace_seconds)
             port = await server.start()
-            log.info("serving", extra={"grpc_port": port, "services": [b.full_name for b in bindings]})
+            log.info(
+                "serving", extra={"grpc_port": port, "services": [b.full_name for b in bindings]}
+            )
             received = await wait_for_shutdown_signal()
             log.info("shutting down", extra={"signal": received.name})
             await server.drain_and_stop()

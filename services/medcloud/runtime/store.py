@@ -106,7 +106,9 @@ class EtcdStore:
         cls, endpoint: HostPort, region: str, service: str, request_timeout_seconds: float = 5.0
     ) -> EtcdStore:
         """Connects and proves etcd answers, so a service fails at start-up rather than on first use."""
-        client = aetcd.Client(host=endpoint.host, port=endpoint.port, timeout=request_timeout_seconds)
+        client = aetcd.Client(
+            host=endpoint.host, port=endpoint.port, timeout=request_timeout_seconds
+        )
         store = cls(client, region, service, request_timeout_seconds)
         try:
             await client.status()
@@ -129,7 +131,9 @@ class EtcdStore:
         client = await self._kv()
         request = rpc.RangeRequest(key=key, range_end=range_end or b"")
         try:
-            return await client.kvstub.Range(request, timeout=self._timeout, metadata=client.metadata)
+            return await client.kvstub.Range(
+                request, timeout=self._timeout, metadata=client.metadata
+            )
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "read") from error
 
@@ -152,7 +156,7 @@ class EtcdStore:
             if await transaction.commit():
                 return Committed(result, transaction.revision, transaction)
             log.debug("transaction lost a race", extra={"attempt": attempt})
-            await asyncio.sleep(random.uniform(0, 0.005 * 2**min(attempt, 6)))
+            await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
         raise ConcurrencyConflict(
             f"gave up after {max_attempts} attempts: the objects kept changing concurrently"
         )
@@ -188,13 +192,17 @@ class Transaction:
             return None
         kv = response.kvs[0]
         self._read_revisions.setdefault(key, kv.mod_revision)
-        return Versioned(object_id, collection.codec.decode(kv.value), kv.mod_revision, kv.create_revision)
+        return Versioned(
+            object_id, collection.codec.decode(kv.value), kv.mod_revision, kv.create_revision
+        )
 
     def put(self, collection: Collection[T], object_id: str, value: T, lease_id: int = 0) -> None:
         key = collection.key(object_id)
         self.written[key] = value
         self._ops[key] = rpc.RequestOp(
-            request_put=rpc.PutRequest(key=key, value=collection.codec.encode(value), lease=lease_id)
+            request_put=rpc.PutRequest(
+                key=key, value=collection.codec.encode(value), lease=lease_id
+            )
         )
 
     def delete(self, collection: Collection[T], object_id: str) -> None:
@@ -210,7 +218,9 @@ class Transaction:
         if not self._ops:
             return True
         compare = [
-            rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision)
+            rpc.Compare(
+                key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+            )
             for key, revision in self._read_revisions.items()
         ]
         response = await self._store._txn(
@@ -231,7 +241,9 @@ class Collection(Generic[T]):
 
     def key(self, object_id: str) -> bytes:
         if not object_id or "/" in object_id:
-            raise InvalidArgument.single("id", f"{self.kind} id {object_id!r} must be non-empty without '/'")
+            raise InvalidArgument.single(
+                "id", f"{self.kind} id {object_id!r} must be non-empty without '/'"
+            )
         return self._prefix + object_id.encode()
 
     def _id_of(self, key: bytes) -> str:
@@ -242,7 +254,9 @@ class Collection(Generic[T]):
         if not response.kvs:
             return None
         kv = response.kvs[0]
-        return Versioned(object_id, self.codec.decode(kv.value), kv.mod_revision, kv.create_revision)
+        return Versioned(
+            object_id, self.codec.decode(kv.value), kv.mod_revision, kv.create_revision
+        )
 
     async def require(self, object_id: str) -> Versioned[T]:
         found = await self.get(object_id)
@@ -251,9 +265,16 @@ class Collection(Generic[T]):
         return found
 
     async def list(self) -> list[Versioned[T]]:
-        response = await self._store._range(self._prefix, aetcd.utils.prefix_range_end(self._prefix))
+        response = await self._store._range(
+            self._prefix, aetcd.utils.prefix_range_end(self._prefix)
+        )
         return [
-            Versioned(self._id_of(kv.key), self.codec.decode(kv.value), kv.mod_revision, kv.create_revision)
+            Versioned(
+                self._id_of(kv.key),
+                self.codec.decode(kv.value),
+                kv.mod_revision,
+                kv.create_revision,
+            )
             for kv in response.kvs
         ]
 
@@ -281,7 +302,9 @@ class Collection(Generic[T]):
 
         committed = await self._store.transact(step, max_attempts)
         return Versioned(
-            object_id, committed.written_value(self, object_id), committed.revision,
+            object_id,
+            committed.written_value(self, object_id),
+            committed.revision,
             committed.result.create_revision,
         )
 
@@ -328,7 +351,9 @@ class KeptLease:
             try:
                 await self._client.refresh_lease(self.id)
             except aetcd.exceptions.ClientError as error:
-                log.warning("lease keep-alive failed", extra={"lease": self.id, "error": str(error)})
+                log.warning(
+                    "lease keep-alive failed", extra={"lease": self.id, "error": str(error)}
+                )
 
     async def revoke(self) -> None:
         if self._task:
@@ -337,5 +362,3 @@ class KeptLease:
                 await self._task
         with contextlib.suppress(aetcd.exceptions.ClientError):
             await self._client.revoke_lease(self.id)
-
-

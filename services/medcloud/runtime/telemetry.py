@@ -20,7 +20,11 @@ def configure_telemetry(
     """Installs the process-wide tracer and meter providers; spans are always made so that trace
     context crosses gRPC and NATS hops, and are exported only when an OTLP endpoint is set."""
     resource = Resource.create(
-        {"service.name": f"medcloud-{service}", "service.namespace": "medcloud", "medcloud.region": region}
+        {
+            "service.name": f"medcloud-{service}",
+            "service.namespace": "medcloud",
+            "medcloud.region": region,
+        }
     )
     tracer_provider = TracerProvider(resource=resource)
     readers: list[MetricReader] = list(extra_metric_readers)
@@ -28,7 +32,9 @@ def configure_telemetry(
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
+        )
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=otlp_endpoint)))
     for processor in extra_span_processors:
         tracer_provider.add_span_processor(processor)
