@@ -79,6 +79,16 @@ def test_domain_error_arrives_as_invalid_argument_naming_the_field(echo_service)
     ]
 
 
+def test_a_call_is_handled_inside_the_callers_trace(echo_service):
+    _, address = echo_service
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with grpc.insecure_channel(address) as channel:
+        reply = channel.unary_unary("/test.Echo/TraceId")(
+            b"", metadata=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")], timeout=5
+        )
+    assert reply.decode() == trace_id
+
+
 def test_sigterm_reports_not_serving_and_lets_the_in_flight_call_finish(echo_service):
     process, address = echo_service
     outcome: dict[str, object] = {}

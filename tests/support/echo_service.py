@@ -1,7 +1,8 @@
 """A service built only on the shared runtime, run as a real process by the gRPC runtime tests.
 
 `test.Echo/Echo` answers with its request after sleeping as many milliseconds as the request says
-(bytes as decimal text), and `test.Echo/Reject` fails with a field violation."""
+(bytes as decimal text), `test.Echo/Reject` fails with a field violation, and
+`test.Echo/TraceId` answers with the trace id the call was handled in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 import grpc
+from opentelemetry import trace
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
 from medcloud.runtime.grpc_server import ServiceBinding
@@ -21,6 +23,10 @@ SERVICE_NAME = "test.Echo"
 async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     await asyncio.sleep(int(request or b"0") / 1000)
     return request
+
+
+async def _trace_id(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return format(trace.get_current_span().get_span_context().trace_id, "032x").encode()
 
 
 async def _reject(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -35,6 +41,7 @@ def _add(server: grpc.aio.Server) -> None:
                 {
                     "Echo": grpc.unary_unary_rpc_method_handler(_echo),
                     "Reject": grpc.unary_unary_rpc_method_handler(_reject),
+                    "TraceId": grpc.unary_unary_rpc_method_handler(_trace_id),
                 },
             )
         ]

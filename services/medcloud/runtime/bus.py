@@ -18,21 +18,51 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api as js_api
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from medcloud.core.errors import Unavailable
+from medcloud.runtime.tracing import incoming_span, outgoing_span
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("medcloud.runtime.bus")
-_meter = metrics.get_meter("medcloud.runtime.bus")
-_published = _meter.create_counter("medcloud.events.published", description="Events published")
-_handled = _meter.create_counter("medcloud.events.handled", description="Events handled and acked")
-_failed = _meter.create_counter("medcloud.events.failed", description="Handler failures")
-_dead_lettered = _meter.create_counter(
-    "medcloud.events.dead_lettered", description="Events moved to a dead-letter subject"
-)
 
+
+class _EventCounts:
+    """Event counters kept as plain integers and read by the metrics SDK when it collects:
+    a per-event counter call would cost more than the rest of the bus's own work."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        meter = metrics.get_meter("medcloud.runtime.bus")
+        for outcome, description in (
+            ("published", "Events published"),
+            ("handled", "Events handled and acked"),
+            ("failed", "Handler failures (each attempt)"),
+            ("dead_lettered", "Events moved to a dead-letter subject"),
+        ):
+            meter.create_observable_counter(
+                f"medcloud.events.{outcome}",
+                callbacks=[self._observer(outcome)],
+                description=description,
+            )
+
+    def _observer(self, outcome: str):
+        def observe(options: CallbackOptions) -> list[Observation]:
+            return [
+                Observation(count, {"event.type": event_type})
+                for (kind, event_type), count in list(self.counts.items())
+                if kind == outcome
+            ]
+
+        return observe
+
+    def add(self, outcome: str, event_type: str) -> None:
+        key = (outcome, event_type)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+_counts = _EventCounts()
 CONTENT_TYPE = "application/protobuf"
 DEAD_LETTER_TOKEN = "dead_letter"
 
@@ -155,21 +185,17 @@ class EventBus:
             "ce-time": (time or datetime.now(UTC)).isoformat(),
             "content-type": CONTENT_TYPE,
         }
-        with _tracer.start_as_current_span(
-            f"publish {subject}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": subject,
-                "messaging.message.id": event_id,
-            },
-        ):
-            propagate.inject(headers)
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": subject,
+            "messaging.message.id": event_id,
+        }
+        with outgoing_span(f"publish {subject}", headers, SpanKind.PRODUCER, attributes):
             try:
                 ack = await self._js.publish(subject, payload.SerializeToString(), headers=headers)
             except (TimeoutError, nats.errors.Error) as error:
                 raise Unavailable(f"cannot publish {event_type} to {subject}: {error}") from error
-        _published.add(1, {"event.type": event_type})
+        _counts.add("published", event_type)
         return PublishedEvent(event_id, subject, ack.seq, bool(ack.duplicate))
 
     async def subscribe(
@@ -222,7 +248,7 @@ class EventBus:
         headers["medcloud-deliveries"] = str(msg.metadata.num_delivered)
         subject = dead_letter_subject(self.region, self.service, durable)
         await self._js.publish(subject, msg.data, headers=headers)
-        _dead_lettered.add(1, {"consumer": durable})
+        _counts.add("dead_lettered", headers.get("ce-type", "unknown"))
 
     async def close(self) -> None:
         """Stops every subscription (letting the event in hand finish) and drains the connection."""
@@ -254,14 +280,17 @@ class Subscription:
         self._batch_size = batch_size
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._fetching = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer {self.durable}")
 
     async def stop(self) -> None:
+        """Stops after the event in hand: a handler is never cut off between its work and its ack."""
         self._stopping = True
         if self._task:
-            self._task.cancel()
+            if self._fetching:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(nats.errors.Error):
@@ -269,6 +298,7 @@ class Subscription:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._fetching = True
             try:
                 messages = await self._pull.fetch(self._batch_size, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -279,24 +309,24 @@ class Subscription:
                 )
                 await asyncio.sleep(1.0)
                 continue
+            finally:
+                self._fetching = False
             for msg in messages:
-                # Shielded so that stop() never cuts a handler off between its work and its ack.
-                await asyncio.shield(self._process(msg))
+                if self._stopping:
+                    return  # unacked: the server redelivers it to the next consumer
+                await self._process(msg)
 
     async def _process(self, msg: Msg) -> None:
         headers = msg.headers or {}
         attempt = msg.metadata.num_delivered
-        context = propagate.extract(headers)
-        with _tracer.start_as_current_span(
-            f"process {msg.subject}",
-            context=context,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": msg.subject,
-                "messaging.message.id": headers.get("ce-id", ""),
-                "messaging.consumer.group.name": self.durable,
-            },
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": msg.subject,
+            "messaging.message.id": headers.get("ce-id", ""),
+            "messaging.consumer.group.name": self.durable,
+        }
+        with incoming_span(
+            f"process {msg.subject}", headers, SpanKind.CONSUMER, attributes
         ) as span:
             if attempt > self._policy.max_attempts:
                 # The previous attempt died before it could ack or dead-letter.
@@ -312,7 +342,7 @@ class Subscription:
             except Exception as error:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                _failed.add(1, {"consumer": self.durable, "event.type": event.type})
+                _counts.add("failed", event.type)
                 if attempt >= self._policy.max_attempts:
                     await self._give_up(msg, f"{type(error).__name__}: {error}")
                 else:
@@ -328,7 +358,7 @@ class Subscription:
                     await msg.nak(delay=self._policy.delay_after(attempt))
                 return
             await msg.ack()
-            _handled.add(1, {"consumer": self.durable, "event.type": event.type})
+            _counts.add("handled", event.type)
 
     def _decode(self, msg: Msg, attempt: int) -> ReceivedEvent:
         headers = msg.headers or {}

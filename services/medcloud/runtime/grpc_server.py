@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from opentelemetry import metrics
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.trace import SpanKind
 
 from medcloud.core.errors import (
     AlreadyExists,
@@ -30,6 +31,7 @@ from medcloud.core.errors import (
     Unavailable,
 )
 from medcloud.runtime.config import HostPort
+from medcloud.runtime.tracing import incoming_span
 
 log = logging.getLogger(__name__)
 
@@ -68,51 +70,57 @@ def status_for(error: MedcloudError) -> grpc.Status:
 
 
 class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain errors to canonical codes, counts in-flight calls and records call durations."""
+    """Traces each call in the caller's trace, maps domain errors to canonical codes, counts
+    in-flight calls and records call durations: one layer, since each layer costs every call."""
 
     def __init__(self) -> None:
         self.in_flight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
         meter = metrics.get_meter("medcloud.runtime.grpc")
         self._duration = meter.create_histogram(
             "rpc.server.duration", unit="ms", description="Duration of inbound gRPC calls"
         )
 
-    def _enter(self) -> float:
+    @contextlib.asynccontextmanager
+    async def _observed(
+        self, method: str, metadata: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[None]:
+        service, _, name = method.lstrip("/").rpartition("/")
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        carrier = {key: value for key, value in metadata or ()}
         self.in_flight += 1
-        self.idle.clear()
-        return time.perf_counter()
-
-    def _leave(self, method: str, started: float, code: grpc.StatusCode) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self.idle.set()
-        self._duration.record(
-            (time.perf_counter() - started) * 1000.0,
-            {"rpc.method": method, "rpc.grpc.status_code": code.value[0]},
-        )
+        started, code = time.perf_counter(), grpc.StatusCode.OK
+        with incoming_span(method.lstrip("/"), carrier, SpanKind.SERVER, attributes) as span:
+            try:
+                yield
+            except MedcloudError as error:
+                code = code_for(error)
+                await context.abort_with_status(status_for(error))
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                raise
+            finally:
+                self.in_flight -= 1
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                self._duration.record(
+                    (time.perf_counter() - started) * 1000.0,
+                    {"rpc.method": method, "rpc.grpc.status_code": code.value[0]},
+                )
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        metadata = handler_call_details.invocation_metadata
         if handler.unary_unary or handler.stream_unary:
             behavior = handler.unary_unary or handler.stream_unary
 
             async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started, code = self._enter(), grpc.StatusCode.OK
-                try:
+                async with self._observed(method, metadata, context):
                     return await behavior(request, context)
-                except MedcloudError as error:
-                    code = code_for(error)
-                    await context.abort_with_status(status_for(error))
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    raise
-                finally:
-                    self._leave(method, started, code)
 
             factory = (
                 grpc.unary_unary_rpc_method_handler
@@ -128,18 +136,9 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
         behavior = handler.unary_stream or handler.stream_stream
 
         async def streamed_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started, code = self._enter(), grpc.StatusCode.OK
-            try:
+            async with self._observed(method, metadata, context):
                 async for item in behavior(request, context):
                     yield item
-            except MedcloudError as error:
-                code = code_for(error)
-                await context.abort_with_status(status_for(error))
-            except Exception:
-                code = grpc.StatusCode.INTERNAL
-                raise
-            finally:
-                self._leave(method, started, code)
 
         factory = (
             grpc.unary_stream_rpc_method_handler
@@ -177,13 +176,9 @@ class GrpcServer:
         self._drain_delay = drain_delay_seconds
         self._runtime = _RuntimeInterceptor()
         self._health = HealthServicer()
-        self._server = grpc.aio.server(interceptors=[aio_server_interceptor(), self._runtime])
+        self._server = grpc.aio.server(interceptors=[self._runtime])
         self._stopped = asyncio.Event()
         self.port = 0
-
-    @property
-    def in_flight_calls(self) -> int:
-        return self._runtime.in_flight
 
     async def start(self) -> int:
         """Binds and starts serving; returns the bound port and reports every service SERVING."""
