@@ -32,6 +32,19 @@ $(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
 .PHONY: install
 install: $(STAMPS)/venv $(PROTO_STAMP) ## Make the virtual environment (.venv) with pinned packages and generated code
 
+##@ Upstream servers (built from Go modules, cached by pinned version)
+
+.PHONY: etcd
+etcd: $(STAMPS)/venv ## Build etcd (tools/etcd pin) into .venv/bin/etcd-server
+	tools/build-go-server.sh etcd $(BIN) etcd-server
+
+.PHONY: kube-apiserver
+kube-apiserver: $(STAMPS)/venv ## Build kube-apiserver (tools/kube-apiserver pin) into .venv/bin; minutes when cold
+	tools/build-go-server.sh kube-apiserver $(BIN)
+
+.PHONY: servers
+servers: etcd kube-apiserver ## Build both upstream servers
+
 ##@ Development
 
 $(PROTO_STAMP): $(STAMPS)/venv $(PROTO_FILES) tools/gen-proto.sh
@@ -56,11 +69,11 @@ fmt: install ## Format the Python code in place
 ##@ Run and test
 
 .PHONY: run
-run: install ## Start etcd, NATS and every medcloud service locally; Ctrl-C stops all
+run: install servers ## Start etcd, NATS and every medcloud service locally; Ctrl-C stops all
 	$(BIN)/medcloud-devstack
 
 .PHONY: test
-test: install ## Run every test tier: unit, integration, operator, e2e
+test: install servers ## Run every test tier: unit, integration, operator, e2e
 	$(BIN)/pytest tests
 
 .PHONY: test-unit

@@ -1,0 +1,22 @@
+// Command kube-apiserver is upstream Kubernetes' kube-apiserver, built from the
+// published k8s.io/kubernetes module. This file mirrors upstream's
+// cmd/kube-apiserver/apiserver.go of the version pinned in go.mod (Apache-2.0,
+// The Kubernetes Authors); keep it in step when the pin changes.
+package main
+
+import (
+	"os"
+	_ "time/tzdata" // for timeZone support in CronJob
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"          // for JSON log format registration
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // load all the prometheus client-go plugins
+	_ "k8s.io/component-base/metrics/prometheus/version"  // for version metric registration
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() {
+	command := app.NewAPIServerCommand()
+	code := cli.Run(command)
+	os.Exit(code)
+}
