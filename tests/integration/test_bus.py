@@ -36,6 +36,19 @@ async def buses(nats_server, region) -> AsyncIterator[tuple[EventBus, EventBus]]
     await publisher.close()
 
 
+async def _follow_inventory(
+    subscriber: EventBus, durable: str, handler, policy: RedeliveryPolicy | None = None
+) -> None:
+    """Subscribes `subscriber` to inventory's StringValue events."""
+    await subscriber.subscribe(
+        source_service="inventory",
+        event_types=[wrappers_pb2.StringValue],
+        durable=durable,
+        handler=handler,
+        policy=policy,
+    )
+
+
 class Recorder:
     def __init__(self) -> None:
         self.events: list[ReceivedEvent] = []
@@ -56,12 +69,7 @@ async def _eventually(condition, within_seconds: float = 10.0) -> None:
 async def test_an_event_published_twice_with_one_id_is_handled_once(buses):
     publisher, subscriber = buses
     recorder = Recorder()
-    await subscriber.subscribe(
-        source_service="inventory",
-        event_types=[wrappers_pb2.StringValue],
-        durable="scheduling-sites",
-        handler=recorder,
-    )
+    await _follow_inventory(subscriber, "scheduling-sites", recorder)
     first = await publisher.publish(wrappers_pb2.StringValue(value="site-a"), event_id="evt-1")
     again = await publisher.publish(wrappers_pb2.StringValue(value="site-a"), event_id="evt-1")
     other = await publisher.publish(wrappers_pb2.StringValue(value="site-b"), event_id="evt-2")
@@ -124,12 +132,8 @@ async def test_a_consumer_that_crashes_before_ack_gets_the_event_again_after_res
     assert crasher.returncode == 17 and "received evt-crash" in output
 
     recorder = Recorder()
-    await subscriber.subscribe(
-        source_service="inventory",
-        event_types=[wrappers_pb2.StringValue],
-        durable="scheduling-crash",
-        handler=recorder,
-        policy=RedeliveryPolicy(ack_wait_seconds=2),
+    await _follow_inventory(
+        subscriber, "scheduling-crash", recorder, RedeliveryPolicy(ack_wait_seconds=2)
     )
     await asyncio.wait_for(recorder.arrived.wait(), 15)
     assert [(e.id, e.delivery_attempt) for e in recorder.events] == [("evt-crash", 2)]
@@ -143,12 +147,11 @@ async def test_a_handler_that_always_fails_ends_in_the_dead_letter_subject(buses
         attempts.append(event.delivery_attempt)
         raise RuntimeError("inventory unreachable")
 
-    await subscriber.subscribe(
-        source_service="inventory",
-        event_types=[wrappers_pb2.StringValue],
-        durable="scheduling-doomed",
-        handler=always_fails,
-        policy=RedeliveryPolicy(max_attempts=3, backoff_seconds=(0.1,)),
+    await _follow_inventory(
+        subscriber,
+        "scheduling-doomed",
+        always_fails,
+        RedeliveryPolicy(max_attempts=3, backoff_seconds=(0.1,)),
     )
     connection = await nats.connect(nats_server.url)
     dead = await connection.jetstream().subscribe(
@@ -177,12 +180,8 @@ async def test_a_handler_that_fails_once_succeeds_on_redelivery(buses):
         if event.delivery_attempt == 1:
             raise ConnectionError("etcd briefly away")
 
-    await subscriber.subscribe(
-        source_service="inventory",
-        event_types=[wrappers_pb2.StringValue],
-        durable="scheduling-flaky",
-        handler=flaky,
-        policy=RedeliveryPolicy(backoff_seconds=(0.1,)),
+    await _follow_inventory(
+        subscriber, "scheduling-flaky", flaky, RedeliveryPolicy(backoff_seconds=(0.1,))
     )
     await publisher.publish(wrappers_pb2.StringValue(value="site-e"))
     await _eventually(lambda: attempts == [1, 2])
@@ -197,12 +196,7 @@ async def test_the_trace_id_survives_the_hop(buses):
     async def record_trace(event: ReceivedEvent) -> None:
         seen.append(trace.get_current_span().get_span_context().trace_id)
 
-    await subscriber.subscribe(
-        source_service="inventory",
-        event_types=[wrappers_pb2.StringValue],
-        durable="scheduling-traced",
-        handler=record_trace,
-    )
+    await _follow_inventory(subscriber, "scheduling-traced", record_trace)
     tracer = trace.get_tracer("tests")
     with tracer.start_as_current_span("apply HospitalSite") as root:
         await publisher.publish(wrappers_pb2.StringValue(value="site-f"), event_id="evt-trace")

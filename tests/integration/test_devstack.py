@@ -19,22 +19,28 @@ from medcloud.devstack.stack import LocalStack
 pytestmark = pytest.mark.integration
 
 
-def test_an_occupied_etcd_port_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("component", "start"),
+    [
+        (
+            "etcd",
+            lambda tmp, port: EtcdServer(tmp / "data", tmp / "etcd.log", client_port=port).start(),
+        ),
+        (
+            "nats",
+            lambda tmp, port: NatsServer(tmp / "store", tmp / "nats.log", client_port=port).start(),
+        ),
+    ],
+)
+def test_an_occupied_port_is_named_with_its_component(tmp_path, component, start):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        with pytest.raises(StackError, match=rf"^etcd: port {port} on 127.0.0.1 is already in use"):
-            EtcdServer(tmp_path / "data", tmp_path / "etcd.log", client_port=port).start()
-
-
-def test_an_occupied_nats_port_is_named(tmp_path):
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        port = squatter.getsockname()[1]
-        with pytest.raises(StackError, match=rf"^nats: port {port} on 127.0.0.1 is already in use"):
-            NatsServer(tmp_path / "store", tmp_path / "nats.log", client_port=port).start()
+        with pytest.raises(
+            StackError, match=rf"^{component}: port {port} on 127.0.0.1 is already in use"
+        ):
+            start(tmp_path, port)
 
 
 def test_a_missing_nats_binary_is_named(tmp_path, monkeypatch):
