@@ -67,16 +67,37 @@ def test_etcd_exiting_during_start_up_is_reported_with_its_log_not_a_hang(tmp_pa
     assert time.monotonic() - started < 30  # fails on exit, not on the start-up timeout
 
 
-def test_the_stack_starts_etcd_and_nats_and_stops_them(tmp_path):
+def test_the_stack_starts_etcd_nats_and_the_region_clusters_and_stops_them(tmp_path):
     stack = LocalStack(tmp_path, region="panyu", services=())
     stack.start()
     try:
         assert stack.etcd.running and stack.nats.running
+        assert [c.name for c in stack.clusters] == [
+            "management",
+            "hospital-private",
+            "carrier-public",
+        ]
         assert stack.environment()["MEDCLOUD_ETCD_ENDPOINT"] == stack.etcd.endpoint
         assert stack.crashed() == []
+        contexts = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kubectl"),
+                "--kubeconfig",
+                str(stack.kubeconfig),
+                "config",
+                "get-contexts",
+                "-o",
+                "name",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert contexts == ["carrier-public", "hospital-private", "management"]
     finally:
         stack.stop()
     assert not stack.etcd.running and not stack.nats.running
+    assert not any(c.running for c in stack.clusters)
 
 
 def test_devstack_command_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
@@ -97,6 +118,7 @@ def test_devstack_command_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert runner.returncode == 0, err
     assert "medcloud-devstack: ready" in text
     assert "export MEDCLOUD_ETCD_ENDPOINT=127.0.0.1:" in text
+    assert "export KUBECONFIG=" in text
     assert "medcloud-devstack: stopped" in text
     assert _processes_mentioning(str(tmp_path)) == [], "a child process outlived the runner"
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from medcloud.devstack.kube import REGION_CLUSTERS
 from medcloud.devstack.processes import StackError
 from medcloud.devstack.stack import KNOWN_SERVICES, LocalStack
 
@@ -29,6 +30,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--services",
         help=f"comma-separated subset of: {', '.join(KNOWN_SERVICES)} (default: all present)",
+    )
+    parser.add_argument(
+        "--no-clusters",
+        action="store_true",
+        help="start no Kubernetes API servers (by default: management, hospital-private, carrier-public)",
     )
     parser.add_argument(
         "--exit-after-start",
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    stack = LocalStack(work_dir, args.region, services, args.etcd_port, args.nats_port)
+    clusters = () if args.no_clusters else REGION_CLUSTERS
+    stack = LocalStack(work_dir, args.region, services, args.etcd_port, args.nats_port, clusters)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -70,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTo use it from another shell:")
     for name, value in stack.environment().items():
         print(f"  export {name}={value}")
+    if stack.clusters:
+        print(
+            f"  export KUBECONFIG={stack.kubeconfig}   # contexts: {', '.join(stack.cluster_names)}"
+        )
     print("\nCtrl-C stops everything.", flush=True)
     exit_code = 0
     while not stopping and not args.exit_after_start:

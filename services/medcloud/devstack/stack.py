@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer, merge_kubeconfigs
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
 from medcloud.devstack.servers import LOOPBACK, EtcdServer, NatsServer
 
@@ -68,7 +69,8 @@ class ServiceProcess:
 
 
 class LocalStack:
-    """etcd, NATS and the services, started in order and stopped in reverse."""
+    """etcd, NATS, the region's Kubernetes API servers and the services, started in order and
+    stopped in reverse."""
 
     def __init__(
         self,
@@ -77,13 +79,17 @@ class LocalStack:
         services: tuple[str, ...] | None = None,
         etcd_port: int = 0,
         nats_port: int = 0,
+        clusters: tuple[str, ...] = REGION_CLUSTERS,
     ) -> None:
         self.work_dir = work_dir
         self.region = region
         self.service_names = available_services() if services is None else services
+        self.cluster_names = clusters
         self.etcd = EtcdServer(work_dir / "etcd", work_dir / "logs" / "etcd.log", etcd_port)
         self.nats = NatsServer(work_dir / "nats", work_dir / "logs" / "nats.log", nats_port)
+        self.clusters: list[KubeApiServer] = []
         self.services: list[ServiceProcess] = []
+        self.kubeconfig = work_dir / "kubeconfig"
 
     def environment(self) -> dict[str, str]:
         """What a service or client needs to reach this stack."""
@@ -97,6 +103,15 @@ class LocalStack:
         try:
             self.etcd.start()
             self.nats.start()
+            self.clusters = [
+                KubeApiServer(name, self.etcd.endpoint, self.work_dir / "clusters" / name)
+                for name in self.cluster_names
+            ]
+            for cluster in self.clusters:
+                cluster.launch()
+            for cluster in self.clusters:
+                cluster.wait_ready()
+            merge_kubeconfigs(self.clusters, self.kubeconfig)
             for name in self.service_names:
                 service = ServiceProcess(
                     name, self.work_dir / "logs" / f"{name}.log", self.environment()
@@ -120,6 +135,8 @@ class LocalStack:
     def stop(self) -> None:
         for service in reversed(self.services):
             service.process.stop()
+        for cluster in reversed(self.clusters):
+            cluster.stop()
         self.nats.stop()
         self.etcd.stop()
 
@@ -131,6 +148,10 @@ class LocalStack:
                 f"{self.etcd.origin}, data in {self.etcd.data_dir}",
             ),
             ("nats", self.nats.url, f"JetStream, store in {self.nats.store_dir}"),
+            *(
+                (f"k8s {c.name}", c.url, f"kube-apiserver, etcd prefix {c.etcd_prefix}")
+                for c in self.clusters
+            ),
             *((s.name, f"grpc://{s.address}", f"log {s.log_path}") for s in self.services),
         ]
         width = max(len(name) for name, _, _ in rows)
