@@ -81,10 +81,11 @@ test-unit: install ## Run only the unit tests (no network)
 	$(BIN)/pytest tests/unit
 
 .PHONY: bench
-bench: install ## Measure the runtime's overheads (bus, store, gRPC); prints figures, asserts nothing
+bench: install servers ## Measure overheads (bus, store, gRPC) and kube-apiserver start-up; prints figures
 	$(PY) bench/bus_overhead.py
 	$(PY) bench/store_overhead.py
 	$(PY) bench/grpc_overhead.py
+	$(PY) bench/kube_apiserver.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and caches

@@ -192,6 +192,10 @@ class KubeApiServer:
     def running(self) -> bool:
         return bool(self._process and self._process.running)
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.process.pid if self._process and self._process.process else None
+
 
 def merge_kubeconfigs(clusters: list[KubeApiServer], path: Path) -> Path:
     """One kubeconfig with an admin context per cluster, the first one current."""
