@@ -1,0 +1,1 @@
+"""Inventory's domain: the region's facts and the rules they obey; no I/O, no framework."""
