@@ -21,7 +21,10 @@ HOST = ProviderRef(ProviderKind.HOST, "h1")
 POOL = ProviderRef(ProviderKind.POOL, "san-1")
 
 
-def usages(host_used: Resources = Resources(), pool_used: Resources = Resources()):
+NOTHING = Resources()
+
+
+def usages(host_used: Resources = NOTHING, pool_used: Resources = NOTHING):
     return {
         HOST: ProviderUsage(Resources(vcpu=64, memory_gib=256), host_used),
         POOL: ProviderUsage(Resources(storage_gib=1000), pool_used),
