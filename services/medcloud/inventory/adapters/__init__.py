@@ -1,0 +1,1 @@
+"""Inventory's adapters: protobuf mapping and storage codecs."""

@@ -1,0 +1,1 @@
+"""Inventory's use cases, over the store and the event bus."""
