@@ -11,7 +11,7 @@ from google.protobuf import wrappers_pb2
 from medcloud.core.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from medcloud.devstack.servers import EtcdServer
 from medcloud.runtime.config import HostPort
-from medcloud.runtime.store import Collection, EtcdStore, ProtobufCodec, Transaction
+from medcloud.runtime.store import Collection, EtcdStore, Mirror, ProtobufCodec, Transaction
 
 pytestmark = pytest.mark.integration
 Counter = wrappers_pb2.Int64Value
@@ -188,3 +188,32 @@ async def test_a_key_written_with_a_lease_vanishes_when_the_lease_is_revoked(sto
     assert await counters.get("heartbeat") is not None
     await lease.revoke()
     assert await counters.get("heartbeat") is None
+
+
+async def test_pages_walk_the_collection_in_id_order(counters):
+    for name in ("e", "a", "c", "b", "d"):
+        await counters.create(name, Counter(value=1))
+    pages, after = [], ""
+    while page := await counters.page(after, 2):
+        pages.append([item.id for item in page])
+        after = page[-1].id
+    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+
+
+async def test_a_mirror_follows_creates_updates_and_deletes(counters):
+    await counters.create("before", Counter(value=1))
+    mirror = Mirror(counters)
+    follower = asyncio.create_task(mirror.run())
+    try:
+        await asyncio.wait_for(mirror.loaded.wait(), 10)
+        await counters.create("after", Counter(value=2))
+        await counters.update("before", lambda c: Counter(value=5))
+        await counters.delete("after")
+        await counters.create("last", Counter(value=3))
+        deadline = asyncio.get_running_loop().time() + 10
+        while "last" not in mirror.items:
+            assert asyncio.get_running_loop().time() < deadline, mirror.items
+            await asyncio.sleep(0.05)
+    finally:
+        follower.cancel()
+    assert {key: value.value for key, value in mirror.items.items()} == {"before": 5, "last": 3}

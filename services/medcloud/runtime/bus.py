@@ -173,9 +173,21 @@ class EventBus:
     ) -> PublishedEvent:
         """Publishes `payload` as an event of this service and waits for the stream's ack.
         Publishing the same `event_id` again within the duplicate window stores nothing new."""
+        return await self.publish_encoded(
+            payload.DESCRIPTOR.full_name, payload.SerializeToString(), event_id=event_id, time=time
+        )
+
+    async def publish_encoded(
+        self,
+        event_type: str,
+        data: bytes,
+        *,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> PublishedEvent:
+        """Publishes an already encoded payload of the protobuf message named `event_type`."""
         event_id = event_id or str(uuid.uuid4())
-        event_type = payload.DESCRIPTOR.full_name
-        subject = event_subject(self.region, self.service, payload.DESCRIPTOR.name)
+        subject = event_subject(self.region, self.service, event_type.rpartition(".")[2])
         headers = {
             "Nats-Msg-Id": event_id,
             "ce-specversion": "1.0",
@@ -192,8 +204,8 @@ class EventBus:
         }
         with outgoing_span(f"publish {subject}", headers, SpanKind.PRODUCER, attributes):
             try:
-                ack = await self._js.publish(subject, payload.SerializeToString(), headers=headers)
-            except (TimeoutError, nats.errors.Error) as error:
+                ack = await self._js.publish(subject, data, headers=headers)
+            except (nats.errors.Error, TimeoutError) as error:
                 raise Unavailable(f"cannot publish {event_type} to {subject}: {error}") from error
         _counts.add("published", event_type)
         return PublishedEvent(event_id, subject, ack.seq, bool(ack.duplicate))

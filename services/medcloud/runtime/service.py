@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 
 from medcloud.core.errors import Unavailable
 from medcloud.runtime.bus import EventBus
@@ -22,7 +22,7 @@ EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServiceContext:
     """The adapters a service's bootstrap wires into its use cases."""
 
@@ -30,6 +30,11 @@ class ServiceContext:
     settings: ServiceSettings
     store: EtcdStore
     bus: EventBus
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def run_in_background(self, work: Coroutine[object, object, None], name: str) -> None:
+        """Runs `work` (an outbox relay, a cache kept by a watch) until the service stops."""
+        self.background.append(asyncio.create_task(work, name=name))
 
 
 Bootstrap = Callable[[ServiceContext], Awaitable[Sequence[ServiceBinding]]]

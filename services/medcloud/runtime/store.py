@@ -127,9 +127,11 @@ class EtcdStore:
         await self._client.connect()
         return self._client
 
-    async def _range(self, key: bytes, range_end: bytes | None = None) -> rpc.RangeResponse:
+    async def _range(
+        self, key: bytes, range_end: bytes | None = None, limit: int = 0
+    ) -> rpc.RangeResponse:
         client = await self._kv()
-        request = rpc.RangeRequest(key=key, range_end=range_end or b"")
+        request = rpc.RangeRequest(key=key, range_end=range_end or b"", limit=limit)
         try:
             return await client.kvstub.Range(
                 request, timeout=self._timeout, metadata=client.metadata
@@ -331,6 +333,36 @@ class Collection(Generic[T]):
             except aetcd.exceptions.ConnectionFailedError:
                 log.warning("etcd watch lost its connection; re-opening", extra={"kind": self.kind})
                 await asyncio.sleep(0.5)
+
+
+class Mirror(Generic[T]):
+    """A local copy of one collection, kept current by a watch: for queries that must be fast at
+    scale and may be a moment behind (decisions are re-checked by a transaction anyway)."""
+
+    def __init__(self, collection: Collection[T]) -> None:
+        self._collection = collection
+        self.items: dict[str, T] = {}
+        self.revision = 0
+        self.loaded = asyncio.Event()
+
+    async def run(self) -> None:
+        """Loads, then follows changes until cancelled; a compacted history means a reload."""
+        while True:
+            items, self.revision = await self._collection.snapshot()
+            self.items = {item.id: item.value for item in items}
+            self.loaded.set()
+            try:
+                async for change in self._collection.watch(self.revision + 1):
+                    if change.value is None:
+                        self.items.pop(change.id, None)
+                    else:
+                        self.items[change.id] = change.value
+                    self.revision = change.revision
+            except aetcd.exceptions.RevisionCompactedError:
+                log.warning(
+                    "mirror fell behind compaction; reloading",
+                    extra={"kind": self._collection.kind},
+                )
 
 
 class KeptLease:
