@@ -91,6 +91,15 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> Exception:
     return Unavailable(f"etcd {what} failed: {error.code().name} {error.details()}")
 
 
+# gRPC's default reconnect backoff grows to two minutes; a control plane whose etcd restarted
+# should be back within seconds.
+_RECONNECT_QUICKLY = {
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.min_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2000,
+}
+
+
 class EtcdStore:
     """One service's view of etcd: keys `/medcloud/<region>/<service>/<kind>/<id>`."""
 
@@ -103,19 +112,31 @@ class EtcdStore:
 
     @classmethod
     async def connect(
-        cls, endpoint: HostPort, region: str, service: str, request_timeout_seconds: float = 5.0
+        cls,
+        endpoint: HostPort,
+        region: str,
+        service: str,
+        request_timeout_seconds: float = 5.0,
+        wait_seconds: float = 5.0,
     ) -> EtcdStore:
-        """Connects and proves etcd answers, so a service fails at start-up rather than on first use."""
+        """Connects and proves etcd answers, so a service fails at start-up rather than on first
+        use; an etcd that is still coming up gets `wait_seconds` to answer."""
         client = aetcd.Client(
-            host=endpoint.host, port=endpoint.port, timeout=request_timeout_seconds
+            host=endpoint.host,
+            port=endpoint.port,
+            timeout=request_timeout_seconds,
+            options=_RECONNECT_QUICKLY,
         )
-        store = cls(client, region, service, request_timeout_seconds)
-        try:
-            await client.status()
-        except (aetcd.exceptions.ClientError, grpc.aio.AioRpcError, OSError) as error:
-            await client.close()
-            raise Unavailable(f"cannot reach etcd at {endpoint}: {error}") from error
-        return store
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while True:
+            try:
+                await client.status()
+                return cls(client, region, service, request_timeout_seconds)
+            except (aetcd.exceptions.ClientError, grpc.aio.AioRpcError, OSError) as error:
+                if asyncio.get_running_loop().time() >= deadline:
+                    await client.close()
+                    raise Unavailable(f"cannot reach etcd at {endpoint}: {error}") from error
+            await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         await self._client.close()
@@ -194,9 +215,7 @@ class Transaction:
             return None
         kv = response.kvs[0]
         self._read_revisions.setdefault(key, kv.mod_revision)
-        return Versioned(
-            object_id, collection.codec.decode(kv.value), kv.mod_revision, kv.create_revision
-        )
+        return collection._versioned(kv)
 
     def put(self, collection: Collection[T], object_id: str, value: T, lease_id: int = 0) -> None:
         key = collection.key(object_id)
@@ -255,10 +274,7 @@ class Collection(Generic[T]):
         response = await self._store._range(self.key(object_id))
         if not response.kvs:
             return None
-        kv = response.kvs[0]
-        return Versioned(
-            object_id, self.codec.decode(kv.value), kv.mod_revision, kv.create_revision
-        )
+        return self._versioned(response.kvs[0])
 
     async def require(self, object_id: str) -> Versioned[T]:
         found = await self.get(object_id)
@@ -267,18 +283,28 @@ class Collection(Generic[T]):
         return found
 
     async def list(self) -> list[Versioned[T]]:
+        return (await self.snapshot())[0]
+
+    async def snapshot(self) -> tuple[list[Versioned[T]], int]:
+        """Every object of this kind, in id order, and the etcd revision they were read at (a
+        watch from revision + 1 then misses nothing)."""
         response = await self._store._range(
             self._prefix, aetcd.utils.prefix_range_end(self._prefix)
         )
-        return [
-            Versioned(
-                self._id_of(kv.key),
-                self.codec.decode(kv.value),
-                kv.mod_revision,
-                kv.create_revision,
-            )
-            for kv in response.kvs
-        ]
+        return [self._versioned(kv) for kv in response.kvs], response.header.revision
+
+    async def page(self, start_after: str, limit: int) -> list[Versioned[T]]:
+        """At most `limit` objects in id order, after the id `start_after` ("" for the first)."""
+        start = self.key(start_after) + b"\0" if start_after else self._prefix
+        response = await self._store._range(
+            start, aetcd.utils.prefix_range_end(self._prefix), limit=limit
+        )
+        return [self._versioned(kv) for kv in response.kvs]
+
+    def _versioned(self, kv: rpc.KeyValue) -> Versioned[T]:
+        return Versioned(
+            self._id_of(kv.key), self.codec.decode(kv.value), kv.mod_revision, kv.create_revision
+        )
 
     async def create(self, object_id: str, value: T, lease_id: int = 0) -> Versioned[T]:
         """Stores a new object; ALREADY_EXISTS if the id is taken."""
