@@ -14,6 +14,8 @@ class CentreRole(enum.Enum):
     CARRIER_PRODUCTION = "carrier-production"
     CARRIER_STANDBY = "carrier-standby"
     BACKUP_CENTRE = "backup-centre"
+    # A branch hospital's site, joined by branch lines (R-A.2.5); not one of the three centres.
+    BRANCH_HOSPITAL = "branch-hospital"
 
 
 class NodeRole(enum.Enum):
