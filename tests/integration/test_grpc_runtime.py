@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from medcloud.devstack.processes import ManagedProcess, free_port
-from medcloud.devstack.stack import grpc_serving
+from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
 ECHO = [sys.executable, "-m", "tests.support.echo_service"]
@@ -38,19 +38,13 @@ def _health(address: str) -> int:
 def echo_service(
     etcd_server, nats_server, region, tmp_path
 ) -> Iterator[tuple[ManagedProcess, str]]:
-    address = f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MEDCLOUD_REGION": region,
-        "MEDCLOUD_ETCD_ENDPOINT": etcd_server.endpoint,
-        "MEDCLOUD_NATS_URL": nats_server.url,
-        "MEDCLOUD_GRPC_LISTEN": address,
-        "MEDCLOUD_SHUTDOWN_GRACE_SECONDS": "10",
-    }
-    process = ManagedProcess("echo", ECHO, tmp_path / "echo.log", env)
-    process.start()
-    process.wait_until_healthy(lambda: grpc_serving(address), 30)
+    process, address = start_service(
+        "tests.support.echo_service",
+        etcd_server.endpoint,
+        nats_server.url,
+        region,
+        tmp_path / "echo.log",
+    )
     yield process, address
     process.stop()
 

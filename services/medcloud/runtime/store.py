@@ -205,6 +205,7 @@ class Transaction:
         self._read_revisions: dict[bytes, int] = {}
         self._ops: dict[bytes, rpc.RequestOp] = {}
         self.written: dict[bytes, object] = {}
+        self._range_guards: list[tuple[bytes, bytes, int]] = []
         self.revision = 0
 
     async def get(self, collection: Collection[T], object_id: str) -> Versioned[T] | None:
@@ -216,6 +217,14 @@ class Transaction:
         kv = response.kvs[0]
         self._read_revisions.setdefault(key, kv.mod_revision)
         return collection._versioned(kv)
+
+    async def scan(self, collection: Collection[T]) -> list[Versioned[T]]:
+        """Reads every object of a kind; the commit fails if any of them changed or a new one
+        appeared meanwhile (an object deleted meanwhile goes unnoticed)."""
+        items, revision = await collection.snapshot()
+        prefix = collection.key_prefix
+        self._range_guards.append((prefix, aetcd.utils.prefix_range_end(prefix), revision))
+        return items
 
     def put(self, collection: Collection[T], object_id: str, value: T, lease_id: int = 0) -> None:
         key = collection.key(object_id)
@@ -244,6 +253,16 @@ class Transaction:
             )
             for key, revision in self._read_revisions.items()
         ]
+        compare += [
+            rpc.Compare(
+                key=start,
+                range_end=end,
+                target=rpc.Compare.MOD,
+                result=rpc.Compare.LESS,
+                mod_revision=revision + 1,
+            )
+            for start, end, revision in self._range_guards
+        ]
         response = await self._store._txn(
             rpc.TxnRequest(compare=compare, success=list(self._ops.values()))
         )
@@ -258,17 +277,17 @@ class Collection(Generic[T]):
         self._store = store
         self.kind = kind
         self.codec = codec
-        self._prefix = f"{store.prefix}{kind}/".encode()
+        self.key_prefix = f"{store.prefix}{kind}/".encode()
 
     def key(self, object_id: str) -> bytes:
         if not object_id or "/" in object_id:
             raise InvalidArgument.single(
                 "id", f"{self.kind} id {object_id!r} must be non-empty without '/'"
             )
-        return self._prefix + object_id.encode()
+        return self.key_prefix + object_id.encode()
 
     def _id_of(self, key: bytes) -> str:
-        return key[len(self._prefix) :].decode()
+        return key[len(self.key_prefix) :].decode()
 
     async def get(self, object_id: str) -> Versioned[T] | None:
         response = await self._store._range(self.key(object_id))
@@ -289,15 +308,15 @@ class Collection(Generic[T]):
         """Every object of this kind, in id order, and the etcd revision they were read at (a
         watch from revision + 1 then misses nothing)."""
         response = await self._store._range(
-            self._prefix, aetcd.utils.prefix_range_end(self._prefix)
+            self.key_prefix, aetcd.utils.prefix_range_end(self.key_prefix)
         )
         return [self._versioned(kv) for kv in response.kvs], response.header.revision
 
     async def page(self, start_after: str, limit: int) -> list[Versioned[T]]:
         """At most `limit` objects in id order, after the id `start_after` ("" for the first)."""
-        start = self.key(start_after) + b"\0" if start_after else self._prefix
+        start = self.key(start_after) + b"\0" if start_after else self.key_prefix
         response = await self._store._range(
-            start, aetcd.utils.prefix_range_end(self._prefix), limit=limit
+            start, aetcd.utils.prefix_range_end(self.key_prefix), limit=limit
         )
         return [self._versioned(kv) for kv in response.kvs]
 
@@ -350,7 +369,7 @@ class Collection(Generic[T]):
         while True:
             client = await self._store._kv()
             try:
-                watch = await client.watch_prefix(self._prefix, start_revision=next_revision)
+                watch = await client.watch_prefix(self.key_prefix, start_revision=next_revision)
                 async for event in watch:
                     revision = event.kv.mod_revision
                     next_revision = revision + 1

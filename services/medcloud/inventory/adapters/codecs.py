@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import Message
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
-from medcloud.inventory.app.records import HostRecord, PoolRecord
+from medcloud.inventory.app.records import Record
 from medcloud.inventory.domain import model
 from medcloud.inventory.domain.claims import Allocation, Claim, ProviderKind, ProviderRef
+from medcloud.inventory.v1 import inventory_events_pb2 as events_pb
 from medcloud.inventory.v1 import inventory_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
+T = TypeVar("T")
 
 
 def _enum_prefix(wrapper: EnumTypeWrapper) -> str:
-    unspecified = wrapper.Name(0)
-    return unspecified[: -len("UNSPECIFIED")]
+    return wrapper.Name(0)[: -len("UNSPECIFIED")]
 
 
 def enum_to_proto(value: enum.Enum, wrapper: EnumTypeWrapper) -> int:
@@ -32,7 +36,7 @@ def enum_from_proto(number: int, wrapper: EnumTypeWrapper, domain: type[E], fiel
         name = wrapper.Name(number)
     except ValueError:
         name = ""
-    if not name or name == wrapper.Name(0):
+    if not name or number == 0:
         allowed = ", ".join(prefix + member.name for member in domain)
         raise InvalidArgument.single(field, f"must be one of {allowed}, got {number}")
     return domain[name[len(prefix) :]]
@@ -48,14 +52,15 @@ def resources_from_proto(message: pb.Resources) -> model.Resources:
     return model.Resources(message.vcpu, message.memory_gib, message.storage_gib)
 
 
-def centre_to_proto(centre: model.Centre, generation: int) -> pb.Centre:
+def centre_to_proto(record: Record[model.Centre]) -> pb.Centre:
+    centre = record.fact
     return pb.Centre(
         id=centre.id,
         display_name=centre.display_name,
         role=enum_to_proto(centre.role, pb.CentreRole),
         city=centre.city,
         province=centre.province,
-        generation=generation,
+        generation=record.generation,
     )
 
 
@@ -69,13 +74,65 @@ def centre_from_proto(message: pb.Centre) -> model.Centre:
     )
 
 
-def cluster_to_proto(cluster: model.Cluster, generation: int) -> pb.Cluster:
+def node_to_proto(record: Record[model.NetworkNode]) -> pb.NetworkNode:
+    node = record.fact
+    return pb.NetworkNode(
+        id=node.id,
+        centre_id=node.centre_id,
+        role=enum_to_proto(node.role, pb.NodeRole),
+        generation=record.generation,
+    )
+
+
+def node_from_proto(message: pb.NetworkNode) -> model.NetworkNode:
+    return model.NetworkNode(
+        id=message.id,
+        centre_id=message.centre_id,
+        role=enum_from_proto(message.role, pb.NodeRole, model.NodeRole, "node.role"),
+    )
+
+
+def link_to_proto(record: Record[model.Link]) -> pb.Link:
+    link = record.fact
+    return pb.Link(
+        id=link.id,
+        a_node_id=link.a_node_id,
+        b_node_id=link.b_node_id,
+        purpose=enum_to_proto(link.purpose, pb.LinkPurpose),
+        medium=enum_to_proto(link.medium, pb.LinkMedium),
+        pairs=[
+            pb.FibrePair(conduit=p.conduit, up_gbps=p.up_gbps, down_gbps=p.down_gbps)
+            for p in link.pairs
+        ],
+        state=enum_to_proto(link.state, pb.LinkState),
+        generation=record.generation,
+    )
+
+
+def link_from_proto(message: pb.Link) -> model.Link:
+    return model.Link(
+        id=message.id,
+        a_node_id=message.a_node_id,
+        b_node_id=message.b_node_id,
+        purpose=enum_from_proto(message.purpose, pb.LinkPurpose, model.LinkPurpose, "link.purpose"),
+        medium=enum_from_proto(message.medium, pb.LinkMedium, model.LinkMedium, "link.medium"),
+        pairs=tuple(model.FibrePair(p.conduit, p.up_gbps, p.down_gbps) for p in message.pairs),
+        state=(
+            model.LinkState.UP
+            if message.state == pb.LINK_STATE_UNSPECIFIED
+            else enum_from_proto(message.state, pb.LinkState, model.LinkState, "link.state")
+        ),
+    )
+
+
+def cluster_to_proto(record: Record[model.Cluster]) -> pb.Cluster:
+    cluster = record.fact
     return pb.Cluster(
         id=cluster.id,
         centre_id=cluster.centre_id,
         platform=enum_to_proto(cluster.platform, pb.Platform),
         ownership=enum_to_proto(cluster.ownership, pb.Ownership),
-        generation=generation,
+        generation=record.generation,
     )
 
 
@@ -90,8 +147,8 @@ def cluster_from_proto(message: pb.Cluster) -> model.Cluster:
     )
 
 
-def host_to_proto(record: HostRecord) -> pb.Host:
-    host = record.host
+def host_to_proto(record: Record[model.Host]) -> pb.Host:
+    host = record.fact
     return pb.Host(
         id=host.id,
         cluster_id=host.cluster_id,
@@ -114,13 +171,17 @@ def host_from_proto(message: pb.Host) -> model.Host:
         vcpu=message.vcpu,
         memory_gib=message.memory_gib,
         uplink_gbps=message.uplink_gbps,
-        state=enum_from_proto(message.state, pb.HostState, model.HostState, "host.state"),
+        state=(
+            model.HostState.ACTIVE
+            if message.state == pb.HOST_STATE_UNSPECIFIED
+            else enum_from_proto(message.state, pb.HostState, model.HostState, "host.state")
+        ),
         traits=frozenset(message.traits),
     )
 
 
-def pool_to_proto(record: PoolRecord) -> pb.StoragePool:
-    pool = record.pool
+def pool_to_proto(record: Record[model.StoragePool]) -> pb.StoragePool:
+    pool = record.fact
     return pb.StoragePool(
         id=pool.id,
         centre_id=pool.centre_id,
@@ -147,6 +208,17 @@ def pool_from_proto(message: pb.StoragePool) -> model.StoragePool:
         ),
         traits=frozenset(message.traits),
     )
+
+
+def flavor_to_proto(record: Record[model.Flavor]) -> pb.Flavor:
+    flavor = record.fact
+    return pb.Flavor(
+        id=flavor.id, vcpu=flavor.vcpu, memory_gib=flavor.memory_gib, generation=record.generation
+    )
+
+
+def flavor_from_proto(message: pb.Flavor) -> model.Flavor:
+    return model.Flavor(id=message.id, vcpu=message.vcpu, memory_gib=message.memory_gib)
 
 
 def claim_to_proto(claim: Claim) -> pb.Claim:
@@ -184,25 +256,45 @@ def claim_from_proto(message: pb.Claim) -> Claim:
     return Claim(message.consumer_id, tuple(allocations))
 
 
-class HostRecordCodec:
-    def encode(self, record: HostRecord) -> bytes:
-        return host_to_proto(record).SerializeToString(deterministic=True)
+@dataclass(frozen=True)
+class KindMapping(Generic[T]):
+    """How one kind travels: its message, the field that holds it in requests and events, its
+    event message prefix, and the mapping both ways."""
 
-    def decode(self, data: bytes) -> HostRecord:
-        message = pb.Host.FromString(data)
-        return HostRecord(
-            host_from_proto(message), resources_from_proto(message.used), message.generation
-        )
+    message: type[Message]
+    field: str
+    event_prefix: str
+    to_proto: Callable[[Record[T]], Message]
+    from_proto: Callable[[Any], T]
 
 
-class PoolRecordCodec:
-    def encode(self, record: PoolRecord) -> bytes:
-        return pool_to_proto(record).SerializeToString(deterministic=True)
+KINDS: dict[str, KindMapping[Any]] = {
+    "centre": KindMapping(pb.Centre, "centre", "Centre", centre_to_proto, centre_from_proto),
+    "node": KindMapping(pb.NetworkNode, "node", "NetworkNode", node_to_proto, node_from_proto),
+    "link": KindMapping(pb.Link, "link", "Link", link_to_proto, link_from_proto),
+    "cluster": KindMapping(pb.Cluster, "cluster", "Cluster", cluster_to_proto, cluster_from_proto),
+    "host": KindMapping(pb.Host, "host", "Host", host_to_proto, host_from_proto),
+    "pool": KindMapping(pb.StoragePool, "pool", "StoragePool", pool_to_proto, pool_from_proto),
+    "flavor": KindMapping(pb.Flavor, "flavor", "Flavor", flavor_to_proto, flavor_from_proto),
+}
 
-    def decode(self, data: bytes) -> PoolRecord:
-        message = pb.StoragePool.FromString(data)
-        return PoolRecord(
-            pool_from_proto(message), resources_from_proto(message.used), message.generation
+
+class RecordCodec(Generic[T]):
+    """Stores a record as its kind's protobuf message (generation and usage included)."""
+
+    def __init__(self, mapping: KindMapping[T]) -> None:
+        self._mapping = mapping
+
+    def encode(self, record: Record[T]) -> bytes:
+        return self._mapping.to_proto(record).SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> Record[T]:
+        message = self._mapping.message.FromString(data)
+        used = getattr(message, "used", None)
+        return Record(
+            self._mapping.from_proto(message),
+            message.generation,  # type: ignore[attr-defined]
+            resources_from_proto(used) if used is not None else model.Resources(),
         )
 
 
@@ -212,3 +304,42 @@ class ClaimCodec:
 
     def decode(self, data: bytes) -> Claim:
         return claim_from_proto(pb.Claim.FromString(data))
+
+
+class ProtobufChangeEvents:
+    """Inventory's events (inventory_events.proto) for each kind of change."""
+
+    def _event(self, kind: str, verb: str, record: Record[Any], **extra: Any) -> Message:
+        mapping = KINDS[kind]
+        event_type = getattr(events_pb, f"{mapping.event_prefix}{verb}")
+        return event_type(**{mapping.field: mapping.to_proto(record)}, **extra)
+
+    def registered(self, kind: str, record: Record[Any]) -> Message:
+        return self._event(kind, "Registered", record)
+
+    def changed(self, kind: str, record: Record[Any], previous: Record[Any]) -> list[Message]:
+        payloads = [self._event(kind, "Changed", record, previous_generation=previous.generation)]
+        if kind == "host" and record.fact.state is not previous.fact.state:
+            payloads.append(
+                events_pb.HostStateChanged(
+                    host=host_to_proto(record),
+                    previous_state=enum_to_proto(previous.fact.state, pb.HostState),
+                )
+            )
+        if kind == "link" and record.fact.state is not previous.fact.state:
+            payloads.append(
+                events_pb.LinkStateChanged(
+                    link=link_to_proto(record),
+                    previous_state=enum_to_proto(previous.fact.state, pb.LinkState),
+                )
+            )
+        return payloads
+
+    def removed(self, kind: str, record: Record[Any]) -> Message:
+        return self._event(kind, "Removed", record)
+
+    def claim_changed(self, claim: Claim) -> Message:
+        return events_pb.ClaimChanged(claim=claim_to_proto(claim))
+
+    def claim_released(self, consumer_id: str) -> Message:
+        return events_pb.ClaimReleased(consumer_id=consumer_id)

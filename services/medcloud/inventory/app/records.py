@@ -1,37 +1,34 @@
-"""What inventory stores for a resource provider: its facts, what claims hold on it, and its
-generation, which every change bumps (the optimistic-concurrency token clients see)."""
+"""What inventory stores for each object: its facts, its generation (bumped by every change and
+shown to clients as the optimistic-concurrency token) and, for resource providers, what claims
+hold on it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from medcloud.inventory.domain.claims import ProviderUsage
 from medcloud.inventory.domain.model import Host, HostState, Resources, StoragePool
 
-
-@dataclass(frozen=True)
-class HostRecord:
-    host: Host
-    used: Resources
-    generation: int
-
-    def usage(self) -> ProviderUsage:
-        active = self.host.state is HostState.ACTIVE
-        reason = "" if active else f"host state is {self.host.state.value}"
-        return ProviderUsage(self.host.capacity, self.used, active, reason)
-
-    def with_usage(self, usage: ProviderUsage) -> HostRecord:
-        return replace(self, used=usage.used, generation=self.generation + 1)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class PoolRecord:
-    pool: StoragePool
-    used: Resources
+class Record(Generic[T]):
+    fact: T
     generation: int
+    used: Resources = field(default_factory=Resources)
 
-    def usage(self) -> ProviderUsage:
-        return ProviderUsage(self.pool.capacity, self.used)
+    def with_fact(self, fact: T) -> Record[T]:
+        return replace(self, fact=fact, generation=self.generation + 1)
 
-    def with_usage(self, usage: ProviderUsage) -> PoolRecord:
+    def with_usage(self, usage: ProviderUsage) -> Record[T]:
         return replace(self, used=usage.used, generation=self.generation + 1)
+
+
+def provider_usage(record: Record[Host] | Record[StoragePool]) -> ProviderUsage:
+    """What a host or pool offers and holds; a host that is not active takes no new claims."""
+    fact = record.fact
+    if isinstance(fact, Host) and fact.state is not HostState.ACTIVE:
+        return ProviderUsage(fact.capacity, record.used, False, f"host state is {fact.state.value}")
+    return ProviderUsage(fact.capacity, record.used)

@@ -1,0 +1,1 @@
+"""Inventory's entry points: the gRPC API."""

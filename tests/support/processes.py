@@ -1,0 +1,33 @@
+"""Starting medcloud service modules as real processes for the tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from medcloud.devstack.processes import ManagedProcess, free_port
+from medcloud.devstack.stack import grpc_serving
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_service(
+    module: str, etcd_endpoint: str, nats_url: str, region: str, log_path: Path, address: str = ""
+) -> tuple[ManagedProcess, str]:
+    """Runs `python -m module` against the given etcd and NATS until its health check says
+    SERVING; returns the process and its gRPC address."""
+    address = address or f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MEDCLOUD_REGION": region,
+        "MEDCLOUD_ETCD_ENDPOINT": etcd_endpoint,
+        "MEDCLOUD_NATS_URL": nats_url,
+        "MEDCLOUD_GRPC_LISTEN": address,
+        "MEDCLOUD_SHUTDOWN_GRACE_SECONDS": "10",
+    }
+    process = ManagedProcess(module, [sys.executable, "-m", module], log_path, env)
+    process.start()
+    process.wait_until_healthy(lambda: grpc_serving(address), 60)
+    return process, address
