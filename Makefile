@@ -81,11 +81,12 @@ test-unit: install ## Run only the unit tests (no network)
 	$(BIN)/pytest tests/unit
 
 .PHONY: bench
-bench: install servers ## Measure overheads (bus, store, gRPC) and kube-apiserver start-up; prints figures
+bench: install servers ## Measure runtime overheads, kube-apiserver start-up and inventory; prints figures
 	$(PY) bench/bus_overhead.py
 	$(PY) bench/store_overhead.py
 	$(PY) bench/grpc_overhead.py
 	$(PY) bench/kube_apiserver.py
+	$(PY) bench/inventory.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and caches
