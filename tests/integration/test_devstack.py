@@ -119,6 +119,8 @@ def test_devstack_command_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "medcloud-devstack: ready" in text
     assert "export MEDCLOUD_ETCD_ENDPOINT=127.0.0.1:" in text
     assert "export KUBECONFIG=" in text
+    assert "inventory: registered annex A's reference region" in text
+    assert "topology: compliant with clause 7 and annex A" in text
     assert "medcloud-devstack: stopped" in text
     assert _processes_mentioning(str(tmp_path)) == [], "a child process outlived the runner"
 

@@ -37,6 +37,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start no Kubernetes API servers (by default: management, hospital-private, carrier-public)",
     )
     parser.add_argument(
+        "--no-example", action="store_true", help="do not register annex A's reference region"
+    )
+    parser.add_argument(
         "--exit-after-start",
         action="store_true",
         help="stop again once everything is healthy (a smoke test)",
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medcloud-devstack: {error}", file=sys.stderr)
         return 1
     print("medcloud-devstack: ready\n" + stack.describe(), flush=True)
+    if not args.no_example:
+        print("\n" + stack.apply_reference_region(), flush=True)
     print("\nTo use it from another shell:")
     for name, value in stack.environment().items():
         print(f"  export {name}={value}")

@@ -14,6 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer, merge_kubeconfigs
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
 from medcloud.devstack.servers import LOOPBACK, EtcdServer, NatsServer
+from medcloud.inventory.client import register_region
+from medcloud.inventory.domain.reference import annex_a_region
+from medcloud.inventory.v1 import inventory_service_pb2 as api
+from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 
 # In the order they start: later services may subscribe to earlier ones' streams.
 KNOWN_SERVICES = ("inventory", "scheduling", "monitoring", "security", "backup")
@@ -121,6 +125,26 @@ class LocalStack:
         except StackError:
             self.stop()
             raise
+
+    def apply_reference_region(self) -> str:
+        """Registers annex A's "three centres, four nodes, one backup" region in inventory (when
+        it runs) and says what it did, with the topology findings."""
+        inventory = next((s for s in self.services if s.name == "inventory"), None)
+        if inventory is None:
+            return "inventory is not running: no example region applied"
+        with grpc.insecure_channel(inventory.address) as channel:
+            stub = api_grpc.InventoryServiceStub(channel)
+            counts = register_region(stub, annex_a_region())
+            findings = stub.ValidateTopology(api.ValidateTopologyRequest(), timeout=10).findings
+        registered = ", ".join(f"{count} {kind}s" for kind, count in counts.items())
+        verdict = (
+            "compliant with clause 7 and annex A"
+            if not findings
+            else "; ".join(f"{f.requirement_id} {f.subject}: {f.message}" for f in findings)
+        )
+        return (
+            f"inventory: registered annex A's reference region ({registered}); topology: {verdict}"
+        )
 
     def crashed(self) -> list[str]:
         """Components that were started and are no longer running."""

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medcloud.inventory.client import create
 from medcloud.inventory.domain.model import (
     Centre,
     CentreRole,
@@ -30,7 +31,6 @@ from medcloud.inventory.v1 import inventory_pb2 as pb
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from medcloud.runtime.bus import EventBus, ReceivedEvent
-from tests.integration.inventory.conftest import create
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from medcloud.inventory.client import create, register_region
 from medcloud.inventory.domain import model
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_pb2 as pb
 from medcloud.inventory.v1 import inventory_service_pb2 as api
-from tests.integration.inventory.conftest import create, register_region
 
 pytestmark = pytest.mark.integration
 
