@@ -18,6 +18,7 @@ import yaml
 
 from medcloud.devstack.pki import CertificateAuthority, write_service_account_keys
 from medcloud.devstack.processes import (
+    LaunchedServer,
     ManagedProcess,
     StackError,
     ensure_port_free,
@@ -48,7 +49,7 @@ def _etcd_answers(endpoint: str) -> bool:
 
 
 @dataclass
-class KubeApiServer:
+class KubeApiServer(LaunchedServer):
     """One cluster's API server; its state lives in etcd under `/clusters/<name>`."""
 
     name: str
@@ -61,7 +62,6 @@ class KubeApiServer:
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
         self.component = f"kube-apiserver ({self.name})"
-        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -183,18 +183,6 @@ class KubeApiServer:
                 return reply.status == 200
         except (OSError, urllib.error.URLError):
             return False
-
-    def stop(self) -> None:
-        if self._process:
-            self._process.stop()
-
-    @property
-    def running(self) -> bool:
-        return bool(self._process and self._process.running)
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.process.pid if self._process and self._process.process else None
 
 
 def merge_kubeconfigs(clusters: list[KubeApiServer], path: Path) -> Path:

@@ -120,3 +120,21 @@ class ManagedProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+class LaunchedServer:
+    """A server the local stack launched as a child process (etcd, NATS, a kube-apiserver)."""
+
+    _process: ManagedProcess | None = None
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._process and self._process.running)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.process.pid if self._process and self._process.process else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medcloud.devstack.processes import (
+    LaunchedServer,
     ManagedProcess,
     StackError,
     ensure_port_free,
@@ -63,7 +64,7 @@ def _http_json(
 
 
 @dataclass
-class EtcdServer:
+class EtcdServer(LaunchedServer):
     """One etcd member with its own client, peer and metrics ports and data directory."""
 
     data_dir: Path
@@ -76,7 +77,6 @@ class EtcdServer:
         self.peer_port = free_port()
         self.metrics_port = free_port()
         self.binary, self.origin = find_etcd()
-        self._process: ManagedProcess | None = None
 
     @property
     def endpoint(self) -> str:
@@ -128,17 +128,9 @@ class EtcdServer:
         kvs = found.get("kvs") or []
         return bool(kvs) and kvs[0].get("value") == value  # type: ignore[union-attr,index]
 
-    def stop(self) -> None:
-        if self._process:
-            self._process.stop()
-
-    @property
-    def running(self) -> bool:
-        return bool(self._process and self._process.running)
-
 
 @dataclass
-class NatsServer:
+class NatsServer(LaunchedServer):
     """One nats-server with JetStream, storing streams in its own directory."""
 
     store_dir: Path
@@ -150,7 +142,6 @@ class NatsServer:
         self.client_port = self.client_port or free_port()
         self.monitor_port = free_port()
         self.binary = find_nats_server()
-        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -188,11 +179,3 @@ class NatsServer:
             )
         except (OSError, urllib.error.URLError, ValueError):
             return False
-
-    def stop(self) -> None:
-        if self._process:
-            self._process.stop()
-
-    @property
-    def running(self) -> bool:
-        return bool(self._process and self._process.running)

@@ -127,11 +127,7 @@ class Facts:
 
         async def step(transaction: Transaction) -> Record[T]:
             current = await self._require(transaction, kind, object_id)
-            if current.generation != expected_generation:
-                raise ConcurrencyConflict(
-                    f"{kind_name} {object_id!r} is at generation {current.generation}, "
-                    f"not {expected_generation}: read it again and retry"
-                )
+            _require_generation(kind_name, current, expected_generation)
             self._check_capacity_still_covers_claims(kind_name, current, fact)
             await self._require_references(transaction, kind, fact)
             updated = current.with_fact(fact)
@@ -151,11 +147,8 @@ class Facts:
 
         async def step(transaction: Transaction) -> None:
             current = await self._require(transaction, kind, object_id)
-            if expected_generation and current.generation != expected_generation:
-                raise ConcurrencyConflict(
-                    f"{kind_name} {object_id!r} is at generation {current.generation}, "
-                    f"not {expected_generation}"
-                )
+            if expected_generation:
+                _require_generation(kind_name, current, expected_generation)
             if kind.holds_claims(current):
                 raise FailedPrecondition(
                     f"{kind_name} {object_id!r} still holds claims; release them first"
@@ -233,6 +226,14 @@ class Facts:
                 f"{kind_name} {fact.id!r}: the new capacity is below what claims hold "
                 f"({current.used}); release claims first"
             )
+
+
+def _require_generation(kind_name: str, current: Record[Any], expected_generation: int) -> None:
+    if current.generation != expected_generation:
+        raise ConcurrencyConflict(
+            f"{kind_name} {current.fact.id!r} is at generation {current.generation}, "
+            f"not {expected_generation}: read it again and retry"
+        )
 
 
 def inventory_kinds(collection: Callable[[str], Collection[Record[Any]]]) -> dict[str, Kind[Any]]:
