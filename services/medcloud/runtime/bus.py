@@ -326,7 +326,15 @@ class Subscription:
             for msg in messages:
                 if self._stopping:
                     return  # unacked: the server redelivers it to the next consumer
-                await self._process(msg)
+                try:
+                    await self._process(msg)
+                except (nats.errors.Error, Unavailable) as error:
+                    # The ack, nak or dead letter did not reach NATS: the server redelivers the
+                    # event after ack_wait, and this consumer keeps going.
+                    log.warning(
+                        "could not settle an event with NATS; it will be redelivered",
+                        extra={"consumer": self.durable, "error": str(error)},
+                    )
 
     async def _process(self, msg: Msg) -> None:
         headers = msg.headers or {}
