@@ -8,7 +8,7 @@ from collections.abc import Iterator, MutableMapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from medcloud.runtime import telemetry
@@ -31,16 +31,14 @@ def outgoing_span(
             yield span
         return
     current = trace.get_current_span()
-    if not current.get_span_context().is_valid:
-        current = NonRecordingSpan(
-            SpanContext(
-                trace_id=random.getrandbits(128),
-                span_id=random.getrandbits(64),
-                is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.DEFAULT),
-            )
+    if current.get_span_context().is_valid:
+        _W3C.inject(headers)
+    else:
+        # A new, unsampled trace: written directly, as building a span context for it costs more
+        # than the rest of sending a message.
+        headers["traceparent"] = (
+            f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-00"
         )
-    _W3C.inject(headers, context=trace.set_span_in_context(current))
     yield current
 
 

@@ -135,5 +135,13 @@ def test_lists_page_through_everything_and_filter(inventory):
             break
     assert seen == sorted(h.id for h in region.hosts)
     cluster_id = region.clusters[0].id
-    in_cluster = inventory.stub.ListHosts(api.ListHostsRequest(cluster_id=cluster_id)).hosts
-    assert {h.id for h in in_cluster} == {h.id for h in region.hosts if h.cluster_id == cluster_id}
+    in_cluster, token = [], ""
+    while True:
+        page = inventory.stub.ListHosts(
+            api.ListHostsRequest(cluster_id=cluster_id, page_size=1, page_token=token)
+        )
+        in_cluster += [h.id for h in page.hosts]
+        token = page.next_page_token
+        if not token:
+            break
+    assert in_cluster == sorted(h.id for h in region.hosts if h.cluster_id == cluster_id)

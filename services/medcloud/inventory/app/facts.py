@@ -99,25 +99,24 @@ class Facts:
         keep: Callable[[T], bool] = lambda fact: True,
     ) -> tuple[list[Record[T]], str]:
         """One page of the kind's objects that `keep` accepts, in id order, and the token of the
-        next page ("" on the last). The token is the last id returned."""
+        next page ("" on the last). The token is the last id examined; a page after it may be
+        empty when no later object passes `keep`."""
         if page_size < 0:
             raise InvalidArgument.single("page_size", "must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         collection = self.kinds[kind_name].collection
         found: list[Record[T]] = []
         after = page_token
-        while len(found) < limit:
+        while True:
             batch = await collection.page(after, limit)
             for item in batch:
+                if len(found) == limit:
+                    return found, after  # `item` is proof that more follow
                 after = item.id
                 if keep(item.value.fact):
                     found.append(item.value)
-                    if len(found) == limit:
-                        break
             if len(batch) < limit:
                 return found, ""
-        more = await collection.page(after, 1)
-        return found, after if more else ""
 
     async def update(self, kind_name: str, fact: T, expected_generation: int) -> Record[T]:
         """Replaces the object's facts if it is still at `expected_generation` (ABORTED if not)."""
