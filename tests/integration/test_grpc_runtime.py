@@ -16,8 +16,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from opentelemetry import trace
 
 from medcloud.devstack.processes import ManagedProcess, free_port
+from medcloud.runtime.grpc_client import service_channel
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -80,6 +82,15 @@ def test_a_call_is_handled_inside_the_callers_trace(echo_service):
         reply = channel.unary_unary("/test.Echo/TraceId")(
             b"", metadata=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")], timeout=5
         )
+    assert reply.decode() == trace_id
+
+
+async def test_a_service_channel_carries_the_callers_trace(echo_service):
+    _, address = echo_service
+    with trace.get_tracer("tests").start_as_current_span("place HIS") as span:
+        async with service_channel(address) as channel:
+            reply = await channel.unary_unary("/test.Echo/TraceId")(b"", timeout=5)
+        trace_id = format(span.get_span_context().trace_id, "032x")
     assert reply.decode() == trace_id
 
 
