@@ -1,0 +1,2 @@
+"""Scheduling's domain: business systems, the region as placement sees it, the placement rules and the
+placer; no I/O, no framework."""
