@@ -13,7 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_service(
-    module: str, etcd_endpoint: str, nats_url: str, region: str, log_path: Path, address: str = ""
+    module: str,
+    etcd_endpoint: str,
+    nats_url: str,
+    region: str,
+    log_path: Path,
+    address: str = "",
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[ManagedProcess, str]:
     """Runs `python -m module` against the given etcd and NATS until its health check says
     SERVING; returns the process and its gRPC address."""
@@ -26,6 +32,7 @@ def start_service(
         "MEDCLOUD_NATS_URL": nats_url,
         "MEDCLOUD_GRPC_LISTEN": address,
         "MEDCLOUD_SHUTDOWN_GRACE_SECONDS": "10",
+        **(extra_env or {}),
     }
     process = ManagedProcess(module, [sys.executable, "-m", module], log_path, env)
     process.start()

@@ -117,8 +117,10 @@ class LocalStack:
                 cluster.wait_ready()
             merge_kubeconfigs(self.clusters, self.kubeconfig)
             for name in self.service_names:
+                # Each service learns where the ones started before it listen.
+                peers = {f"MEDCLOUD_{s.name.upper()}_ADDRESS": s.address for s in self.services}
                 service = ServiceProcess(
-                    name, self.work_dir / "logs" / f"{name}.log", self.environment()
+                    name, self.work_dir / "logs" / f"{name}.log", {**self.environment(), **peers}
                 )
                 self.services.append(service)
                 service.start()

@@ -1,0 +1,1 @@
+"""Scheduling's adapters: protobuf mapping, etcd codecs and the inventory client."""

@@ -1,0 +1,223 @@
+"""Mapping between scheduling's domain objects and its protobuf messages, on the wire and in etcd."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, TypeVar
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from medcloud.common.v1 import data_classification_pb2 as common_pb
+from medcloud.core.errors import InvalidArgument
+from medcloud.scheduling.app.ports import PlacementRecord
+from medcloud.scheduling.domain import model
+from medcloud.scheduling.domain.placement import (
+    Assignment,
+    Decision,
+    Explanation,
+    InstanceExplanation,
+    Refusal,
+    Removal,
+)
+from medcloud.scheduling.domain.rules import RuleRef
+from medcloud.scheduling.v1 import scheduling_events_pb2 as events_pb
+from medcloud.scheduling.v1 import scheduling_pb2 as pb
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _prefix(wrapper: EnumTypeWrapper) -> str:
+    return wrapper.Name(0)[: -len("UNSPECIFIED")]
+
+
+def _to_proto(value: enum.Enum, wrapper: EnumTypeWrapper) -> int:
+    return wrapper.Value(_prefix(wrapper) + value.name)
+
+
+def _from_proto(number: int, wrapper: EnumTypeWrapper, domain: type[E], field: str) -> E:
+    try:
+        name = wrapper.Name(number)
+    except ValueError:
+        name = ""
+    if not name or number == 0:
+        allowed = ", ".join(_prefix(wrapper) + member.name for member in domain)
+        raise InvalidArgument.single(field, f"must be one of {allowed}, got {number}")
+    return domain[name[len(_prefix(wrapper)) :]]
+
+
+def system_from_proto(message: pb.BusinessSystem) -> model.BusinessSystem:
+    return model.BusinessSystem(
+        id=message.id,
+        kind=_from_proto(message.kind, pb.SystemKind, model.SystemKind, "system.kind"),
+        roles=tuple(
+            model.RoleCount(
+                _from_proto(r.role, pb.Role, model.Role, f"system.roles[{i}].role"), r.count
+            )
+            for i, r in enumerate(message.roles)
+        ),
+        vcpu=message.vcpu,
+        memory_gib=message.memory_gib,
+        classification=_from_proto(
+            message.classification,
+            common_pb.DataClassification,
+            model.DataClassification,
+            "system.classification",
+        ),
+        dr_tier=message.dr_tier,
+        storage_gib=message.storage_gib,
+        storage_class=(
+            _from_proto(
+                message.storage_class, pb.StorageClass, model.StorageClass, "system.storage_class"
+            )
+            if message.storage_class
+            else None
+        ),
+        preferences=model.Preferences(
+            centre_ids=frozenset(message.preferences.centre_ids),
+            cities=frozenset(message.preferences.cities),
+        ),
+    )
+
+
+def system_to_proto(system: model.BusinessSystem) -> pb.BusinessSystem:
+    return pb.BusinessSystem(
+        id=system.id,
+        kind=_to_proto(system.kind, pb.SystemKind),
+        roles=[pb.RoleCount(role=_to_proto(r.role, pb.Role), count=r.count) for r in system.roles],
+        vcpu=system.vcpu,
+        memory_gib=system.memory_gib,
+        storage_class=_to_proto(system.storage_class, pb.StorageClass)
+        if system.storage_class
+        else 0,
+        storage_gib=system.storage_gib,
+        classification=_to_proto(system.classification, common_pb.DataClassification),
+        dr_tier=system.dr_tier,
+        preferences=pb.Preferences(
+            centre_ids=sorted(system.preferences.centre_ids),
+            cities=sorted(system.preferences.cities),
+        ),
+    )
+
+
+def _instance_to_proto(instance: model.Instance) -> pb.Instance:
+    return pb.Instance(role=_to_proto(instance.role, pb.Role), index=instance.index)
+
+
+def _instance_from_proto(system_id: str, message: pb.Instance) -> model.Instance:
+    return model.Instance(
+        system_id, _from_proto(message.role, pb.Role, model.Role, "role"), message.index
+    )
+
+
+def _removals_to_proto(removals: Any) -> list[pb.RuleRemovals]:
+    return [
+        pb.RuleRemovals(
+            requirement_id=rule.requirement_id,
+            rule=rule.name,
+            hosts=[pb.HostReason(host_id=r.host_id, reason=r.reason) for r in found],
+        )
+        for rule, found in removals.items()
+    ]
+
+
+def _removals_from_proto(messages: Any) -> dict[RuleRef, tuple[Removal, ...]]:
+    return {
+        RuleRef(m.requirement_id, m.rule): tuple(Removal(h.host_id, h.reason) for h in m.hosts)
+        for m in messages
+    }
+
+
+def _scores_to_proto(scores: Any) -> dict[str, float]:
+    return {str(rule): score for rule, score in scores.items()}
+
+
+def record_to_proto(record: PlacementRecord) -> pb.Placement:
+    outcome = record.outcome
+    placed = isinstance(outcome, Decision)
+    return pb.Placement(
+        system=system_to_proto(record.system),
+        state=pb.PLACEMENT_STATE_PLACED if placed else pb.PLACEMENT_STATE_FAILED,
+        assignments=[
+            pb.Assignment(
+                instance=_instance_to_proto(a.instance),
+                host_id=a.host_id,
+                pool_id=a.pool_id,
+                centre_id=a.centre_id,
+                scores=_scores_to_proto(a.scores),
+                total_score=a.total_score,
+            )
+            for a in (outcome.assignments if placed else ())
+        ],
+        explanation=[
+            pb.InstanceExplanation(
+                instance=_instance_to_proto(e.instance),
+                removed=_removals_to_proto(e.removed),
+                relaxed=_removals_to_proto(e.relaxed),
+                chosen_host_id=e.chosen_host_id,
+                summary=e.summary(),
+            )
+            for e in outcome.explanation.instances
+        ],
+        message="" if placed else outcome.message,
+        generation=record.generation,
+    )
+
+
+def record_from_proto(message: pb.Placement) -> PlacementRecord:
+    system = system_from_proto(message.system)
+    explanation = Explanation(
+        tuple(
+            InstanceExplanation(
+                instance=_instance_from_proto(system.id, e.instance),
+                removed=_removals_from_proto(e.removed),
+                relaxed=_removals_from_proto(e.relaxed),
+                chosen_host_id=e.chosen_host_id,
+            )
+            for e in message.explanation
+        )
+    )
+    outcome: Decision | Refusal
+    if message.state == pb.PLACEMENT_STATE_PLACED:
+        outcome = Decision(
+            system.id,
+            tuple(
+                Assignment(
+                    instance=_instance_from_proto(system.id, a.instance),
+                    host_id=a.host_id,
+                    pool_id=a.pool_id,
+                    centre_id=a.centre_id,
+                    scores={_rule_from_text(k): v for k, v in a.scores.items()},
+                    total_score=a.total_score,
+                )
+                for a in message.assignments
+            ),
+            explanation,
+        )
+    else:
+        failed = next(e for e in explanation.instances if not e.chosen_host_id)
+        outcome = Refusal(system.id, failed.instance, explanation)
+    return PlacementRecord(system, outcome, message.generation)
+
+
+def _rule_from_text(text: str) -> RuleRef:
+    requirement, _, name = text.partition(" ")
+    return RuleRef(requirement, name) if requirement.startswith("R-") else RuleRef("", text)
+
+
+class PlacementCodec:
+    def encode(self, record: PlacementRecord) -> bytes:
+        return record_to_proto(record).SerializeToString(deterministic=True)
+
+    def decode(self, data: bytes) -> PlacementRecord:
+        return record_from_proto(pb.Placement.FromString(data))
+
+
+class ProtobufPlacementEvents:
+    def decided(self, record: PlacementRecord) -> events_pb.PlacementDecided:
+        return events_pb.PlacementDecided(placement=record_to_proto(record))
+
+    def failed(self, record: PlacementRecord) -> events_pb.PlacementFailed:
+        return events_pb.PlacementFailed(placement=record_to_proto(record))
+
+    def released(self, system_id: str) -> events_pb.PlacementReleased:
+        return events_pb.PlacementReleased(system_id=system_id)

@@ -1,0 +1,112 @@
+"""Use cases: place a business system (claiming its capacity in inventory), read and release it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from medcloud.core.errors import AlreadyExists, ConcurrencyConflict, InvalidArgument, NotFound
+from medcloud.runtime.outbox import Outbox
+from medcloud.runtime.store import Collection, EtcdStore, Transaction
+from medcloud.scheduling.app.ports import (
+    CapacityTaken,
+    Inventory,
+    PlacementEvents,
+    PlacementRecord,
+    ProviderTake,
+)
+from medcloud.scheduling.domain.model import BusinessSystem, system_violations
+from medcloud.scheduling.domain.placement import Decision, place_system
+
+PLACEMENT_ATTEMPTS = 3
+
+
+def takes_of(system: BusinessSystem, decision: Decision) -> list[ProviderTake]:
+    """One claim for the whole system: instances sharing a host or pool add up."""
+    per_host: dict[str, int] = defaultdict(int)
+    per_pool: dict[str, int] = defaultdict(int)
+    for assignment in decision.assignments:
+        per_host[assignment.host_id] += 1
+        if assignment.pool_id:
+            per_pool[assignment.pool_id] += 1
+    return [
+        ProviderTake(host_id=host, vcpu=system.vcpu * n, memory_gib=system.memory_gib * n)
+        for host, n in sorted(per_host.items())
+    ] + [
+        ProviderTake(pool_id=pool, storage_gib=system.storage_gib * n)
+        for pool, n in sorted(per_pool.items())
+    ]
+
+
+class Placements:
+    """Places systems, records every decision and refusal with its explanation, and announces it."""
+
+    def __init__(
+        self,
+        store: EtcdStore,
+        placements: Collection[PlacementRecord],
+        inventory: Inventory,
+        outbox: Outbox,
+        events: PlacementEvents,
+    ) -> None:
+        self._store = store
+        self._placements = placements
+        self._inventory = inventory
+        self._outbox = outbox
+        self._events = events
+
+    async def place(self, system: BusinessSystem) -> PlacementRecord:
+        """Places every instance or none. The claim in inventory is the commit point: if the
+        region changed since it was read, placement runs again on a fresh view."""
+        if violations := system_violations(system):
+            raise InvalidArgument(violations)
+        previous = await self._placements.get(system.id)
+        if previous is not None and isinstance(previous.value.outcome, Decision):
+            raise AlreadyExists("placement", system.id)
+        for _attempt in range(PLACEMENT_ATTEMPTS):
+            outcome = place_system(system, await self._inventory.region_view())
+            if isinstance(outcome, Decision):
+                try:
+                    await self._inventory.claim(system.id, takes_of(system, outcome))
+                except CapacityTaken:
+                    continue
+            return await self._record(system, outcome)
+        raise ConcurrencyConflict(
+            f"placing {system.id!r}: the region kept changing under {PLACEMENT_ATTEMPTS} attempts"
+        )
+
+    async def get(self, system_id: str) -> PlacementRecord:
+        found = await self._placements.get(system_id)
+        if found is None:
+            raise NotFound("placement", system_id)
+        return found.value
+
+    async def release(self, system_id: str) -> None:
+        await self._inventory.release(system_id)
+
+        async def forget(transaction: Transaction) -> bool:
+            if await transaction.get(self._placements, system_id) is None:
+                return False
+            transaction.delete(self._placements, system_id)
+            self._outbox.add(transaction, self._events.released(system_id))
+            return True
+
+        if (await self._store.transact(forget)).result:
+            self._outbox.notify()
+
+    async def _record(self, system: BusinessSystem, outcome: object) -> PlacementRecord:
+        async def write(transaction: Transaction) -> PlacementRecord:
+            previous = await transaction.get(self._placements, system.id)
+            generation = previous.value.generation + 1 if previous else 1
+            record = PlacementRecord(system, outcome, generation)  # type: ignore[arg-type]
+            transaction.put(self._placements, system.id, record)
+            payload = (
+                self._events.decided(record)
+                if isinstance(outcome, Decision)
+                else self._events.failed(record)
+            )
+            self._outbox.add(transaction, payload, f"placement-{system.id}-{generation}")
+            return record
+
+        committed = await self._store.transact(write)
+        self._outbox.notify()
+        return committed.result

@@ -1,0 +1,1 @@
+"""Scheduling's entry points: the gRPC API."""

@@ -1,0 +1,41 @@
+"""The gRPC API `medcloud.scheduling.v1.SchedulingService`: translation only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medcloud.runtime.grpc_server import ServiceBinding
+from medcloud.scheduling.adapters.codecs import record_to_proto, system_from_proto
+from medcloud.scheduling.app.placements import Placements
+from medcloud.scheduling.v1 import scheduling_service_pb2 as api
+from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as api_grpc
+
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["SchedulingService"].full_name
+
+
+class SchedulingApi(api_grpc.SchedulingServiceServicer):
+    def __init__(self, placements: Placements) -> None:
+        self._placements = placements
+
+    async def Place(self, request: api.PlaceRequest, context: Any) -> api.PlaceResponse:
+        record = await self._placements.place(system_from_proto(request.system))
+        return api.PlaceResponse(placement=record_to_proto(record))
+
+    async def GetPlacement(
+        self, request: api.GetPlacementRequest, context: Any
+    ) -> api.GetPlacementResponse:
+        record = await self._placements.get(request.system_id)
+        return api.GetPlacementResponse(placement=record_to_proto(record))
+
+    async def ReleasePlacement(
+        self, request: api.ReleasePlacementRequest, context: Any
+    ) -> api.ReleasePlacementResponse:
+        await self._placements.release(request.system_id)
+        return api.ReleasePlacementResponse()
+
+
+def binding(servicer: SchedulingApi) -> ServiceBinding:
+    return ServiceBinding(
+        SERVICE_NAME,
+        lambda server: api_grpc.add_SchedulingServiceServicer_to_server(servicer, server),
+    )

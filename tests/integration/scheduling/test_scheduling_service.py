@@ -1,0 +1,122 @@
+"""The scheduling service as a real process, placing onto a real inventory service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from medcloud.common.v1 import data_classification_pb2 as classification
+from medcloud.inventory.client import register_region
+from medcloud.inventory.domain.reference import annex_a_region
+from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
+from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
+from medcloud.scheduling.v1 import scheduling_pb2 as pb
+from medcloud.scheduling.v1 import scheduling_service_pb2 as api
+from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as api_grpc
+from tests.support.processes import start_service
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def services(etcd_server, nats_server, region, tmp_path) -> Iterator[tuple[object, object]]:
+    """Inventory holding annex A's region, and scheduling pointed at it."""
+    inventory, inventory_address = start_service(
+        "medcloud.inventory", etcd_server.endpoint, nats_server.url, region, tmp_path / "inv.log"
+    )
+    scheduling, scheduling_address = start_service(
+        "medcloud.scheduling",
+        etcd_server.endpoint,
+        nats_server.url,
+        region,
+        tmp_path / "sch.log",
+        extra_env={"MEDCLOUD_INVENTORY_ADDRESS": inventory_address},
+    )
+    with (
+        grpc.insecure_channel(inventory_address) as inv_channel,
+        grpc.insecure_channel(scheduling_address) as sch_channel,
+    ):
+        inv_stub = inv_grpc.InventoryServiceStub(inv_channel)
+        register_region(inv_stub, annex_a_region())
+        yield inv_stub, api_grpc.SchedulingServiceStub(sch_channel)
+    scheduling.stop()
+    inventory.stop()
+
+
+def his(system_id: str = "his", vcpu: int = 8, dr_tier: int = 5) -> pb.BusinessSystem:
+    return pb.BusinessSystem(
+        id=system_id,
+        kind=pb.SYSTEM_KIND_HIS,
+        roles=[
+            pb.RoleCount(role=pb.ROLE_PRIMARY, count=1),
+            pb.RoleCount(role=pb.ROLE_STANDBY, count=1),
+        ],
+        vcpu=vcpu,
+        memory_gib=32,
+        storage_gib=200,
+        classification=classification.DATA_CLASSIFICATION_PERSONAL_HEALTH_DATA,
+        dr_tier=dr_tier,
+    )
+
+
+def test_a_tier_5_his_is_placed_in_two_rooms_of_one_city_and_claimed(services):
+    inventory, scheduling = services
+    placement = scheduling.Place(api.PlaceRequest(system=his())).placement
+    assert placement.state == pb.PLACEMENT_STATE_PLACED
+    primary, standby = placement.assignments
+    assert primary.host_id != standby.host_id  # R-7.9.9
+    assert primary.centre_id != standby.centre_id  # R-7.6b: two rooms ...
+    centres = {c.id: c for c in inventory.ListCentres(inv_api.ListCentresRequest()).centres}
+    assert centres[primary.centre_id].city == centres[standby.centre_id].city  # ... one city
+    claim = inventory.GetClaim(inv_api.GetClaimRequest(consumer_id="his")).claim
+    assert sorted(a.provider.host_id for a in claim.allocations if a.provider.host_id) == sorted(
+        [primary.host_id, standby.host_id]
+    )
+    again = scheduling.GetPlacement(api.GetPlacementRequest(system_id="his")).placement
+    assert [a.host_id for a in again.assignments] == [primary.host_id, standby.host_id]
+
+
+def test_a_refused_placement_explains_itself_and_claims_nothing(services):
+    inventory, scheduling = services
+    # Tier 6 wants the standby in another city (R-7.6c); annex A has hosts only in Guangzhou.
+    placement = scheduling.Place(api.PlaceRequest(system=his("his-remote", dr_tier=6))).placement
+    assert placement.state == pb.PLACEMENT_STATE_FAILED
+    assert placement.message.startswith("no host admits standby #0 of his-remote")
+    (standby,) = [e for e in placement.explanation if e.instance.role == pb.ROLE_STANDBY]
+    by_rule = {r.requirement_id: {h.host_id for h in r.hosts} for r in standby.removed}
+    assert "R-7.6c" in by_rule
+    assert set().union(*by_rule.values()) == {h.id for h in annex_a_region().hosts}
+    assert all(
+        "city" in h.reason for r in standby.removed if r.requirement_id == "R-7.6c" for h in r.hosts
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        inventory.GetClaim(inv_api.GetClaimRequest(consumer_id="his-remote"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_128_vcpu_instance_is_refused_naming_r_7_3c_and_advising_scale_out(services):
+    _, scheduling = services
+    with pytest.raises(grpc.RpcError) as raised:
+        scheduling.Place(api.PlaceRequest(system=his("his-huge", vcpu=128)))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad_request = error_details_pb2.BadRequest()
+    rpc_status.from_call(raised.value).details[0].Unpack(bad_request)
+    (violation,) = [v for v in bad_request.field_violations if v.field == "system.vcpu"]
+    assert "R-7.3c" in violation.description and "scale out" in violation.description
+
+
+def test_release_gives_the_capacity_back(services):
+    inventory, scheduling = services
+    scheduling.Place(api.PlaceRequest(system=his()))
+    for _ in range(2):
+        scheduling.ReleasePlacement(api.ReleasePlacementRequest(system_id="his"))
+    with pytest.raises(grpc.RpcError) as raised:
+        inventory.GetClaim(inv_api.GetClaimRequest(consumer_id="his"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as gone:
+        scheduling.GetPlacement(api.GetPlacementRequest(system_id="his"))
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
