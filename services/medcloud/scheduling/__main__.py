@@ -6,6 +6,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from medcloud.inventory.v1 import inventory_events_pb2 as inventory_events
+from medcloud.inventory.v1 import inventory_pb2 as inventory_pb
+from medcloud.runtime.bus import ReceivedEvent
 from medcloud.runtime.config import ConfigError, HostPort, load_settings, setting
 from medcloud.runtime.grpc_server import ServiceBinding
 from medcloud.runtime.outbox import Outbox
@@ -21,6 +24,14 @@ class SchedulingSettings:
     inventory_address: HostPort = setting(
         "MEDCLOUD_INVENTORY_ADDRESS", help="the inventory service's gRPC address, HOST:PORT"
     )
+
+
+async def replace_after_host_down(placements: Placements, event: ReceivedEvent) -> None:
+    """A host that went down takes its instances with it: place them again. Idempotent, since a
+    second delivery finds nothing left on that host."""
+    host = event.payload.host
+    if host.state == inventory_pb.HOST_STATE_DOWN:
+        await placements.replace_instances_on(host.id)
 
 
 def main() -> int:
@@ -42,6 +53,12 @@ def main() -> int:
             ProtobufPlacementEvents(),
         )
         context.run_in_background(outbox.relay(), name="outbox relay")
+        await context.bus.subscribe(
+            source_service="inventory",
+            event_types=[inventory_events.HostStateChanged],
+            durable="scheduling-host-state",
+            handler=lambda event: replace_after_host_down(placements, event),
+        )
         return [binding(SchedulingApi(placements))]
 
     return run_service("scheduling", bootstrap)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -12,6 +13,7 @@ from grpc_status import rpc_status
 from medcloud.common.v1 import data_classification_pb2 as classification
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
+from medcloud.inventory.v1 import inventory_pb2 as inv
 from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.scheduling.v1 import scheduling_pb2 as pb
@@ -120,3 +122,48 @@ def test_release_gives_the_capacity_back(services):
     with pytest.raises(grpc.RpcError) as gone:
         scheduling.GetPlacement(api.GetPlacementRequest(system_id="his"))
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_when_a_host_goes_down_exactly_its_instances_move_and_every_rule_holds(services):
+    inventory, scheduling = services
+    placement = scheduling.Place(api.PlaceRequest(system=his())).placement
+    primary, standby = placement.assignments
+    host = inventory.GetHost(inv_api.GetHostRequest(id=standby.host_id)).host
+    host.state = inv.HOST_STATE_DOWN
+    inventory.UpdateHost(inv_api.UpdateHostRequest(host=host))
+
+    deadline = time.monotonic() + 20
+    while True:
+        moved = scheduling.GetPlacement(api.GetPlacementRequest(system_id="his")).placement
+        if moved.generation > placement.generation or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert moved.state == pb.PLACEMENT_STATE_PLACED
+    new_primary, new_standby = moved.assignments
+    assert new_primary.host_id == primary.host_id  # untouched
+    assert new_standby.host_id != standby.host_id  # moved off the dead host
+    assert new_standby.centre_id != new_primary.centre_id  # tier 5 still in two rooms
+    claim = inventory.GetClaim(inv_api.GetClaimRequest(consumer_id="his")).claim
+    assert standby.host_id not in {a.provider.host_id for a in claim.allocations}
+    assert new_standby.host_id in {a.provider.host_id for a in claim.allocations}
+
+
+def test_scaling_out_keeps_the_running_instances_and_claims_the_new_ones(services):
+    inventory, scheduling = services
+    placed = scheduling.Place(api.PlaceRequest(system=his(dr_tier=2))).placement
+    scaled = scheduling.Scale(
+        api.ScaleRequest(
+            system_id="his",
+            roles=[
+                pb.RoleCount(role=pb.ROLE_PRIMARY, count=1),
+                pb.RoleCount(role=pb.ROLE_STANDBY, count=1),
+                pb.RoleCount(role=pb.ROLE_REPLICA, count=2),
+            ],
+        )
+    ).placement
+    assert [a.host_id for a in scaled.assignments[:2]] == [a.host_id for a in placed.assignments]
+    assert len(scaled.assignments) == 4
+    claim = inventory.GetClaim(inv_api.GetClaimRequest(consumer_id="his")).claim
+    assert sum(a.resources.vcpu for a in claim.allocations) == 4 * 8
+    listed = scheduling.ListPlacements(api.ListPlacementsRequest()).placements
+    assert [p.system.id for p in listed] == ["his"]

@@ -145,3 +145,19 @@ def test_a_region_listing_a_host_twice_is_refused():
     twice = RegionView(hosts=(BACKUP_PRIVATE_HOST, BACKUP_PRIVATE_HOST), pools=POOLS)
     with pytest.raises(InvalidArgument, match=r"region.hosts\[1\]: 'bak-h1' appears twice"):
         place_system(his(), twice)
+
+
+def test_kept_instances_stay_and_only_the_others_move_when_their_host_is_gone():
+    first = place_system(his(), REGION)
+    assert isinstance(first, Decision)
+    primary, standby = first.assignments
+    without_standby_host = RegionView(
+        hosts=tuple(h for h in REGION.hosts if h.host_id != standby.host_id), pools=REGION.pools
+    )
+    again = place_system(his(), without_standby_host, keep=[primary])
+    assert isinstance(again, Decision)
+    moved_primary, moved_standby = again.assignments
+    assert moved_primary == primary  # untouched, not even re-scored
+    assert moved_standby.host_id != standby.host_id
+    assert moved_standby.centre_id != primary.centre_id  # the tier-5 rules still hold
+    assert [e.instance for e in again.explanation.instances] == [moved_standby.instance]

@@ -49,12 +49,7 @@ def system_from_proto(message: pb.BusinessSystem) -> model.BusinessSystem:
     return model.BusinessSystem(
         id=message.id,
         kind=_from_proto(message.kind, pb.SystemKind, model.SystemKind, "system.kind"),
-        roles=tuple(
-            model.RoleCount(
-                _from_proto(r.role, pb.Role, model.Role, f"system.roles[{i}].role"), r.count
-            )
-            for i, r in enumerate(message.roles)
-        ),
+        roles=roles_from_proto(message.roles),
         vcpu=message.vcpu,
         memory_gib=message.memory_gib,
         classification=_from_proto(
@@ -76,6 +71,15 @@ def system_from_proto(message: pb.BusinessSystem) -> model.BusinessSystem:
             centre_ids=frozenset(message.preferences.centre_ids),
             cities=frozenset(message.preferences.cities),
         ),
+    )
+
+
+def roles_from_proto(messages: Any) -> tuple[model.RoleCount, ...]:
+    return tuple(
+        model.RoleCount(
+            _from_proto(r.role, pb.Role, model.Role, f"system.roles[{i}].role"), r.count
+        )
+        for i, r in enumerate(messages)
     )
 
 

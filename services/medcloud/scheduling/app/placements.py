@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
+from collections.abc import Sequence
 
-from medcloud.core.errors import AlreadyExists, ConcurrencyConflict, InvalidArgument, NotFound
+from medcloud.core.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from medcloud.runtime.outbox import Outbox
 from medcloud.runtime.store import Collection, EtcdStore, Transaction
 from medcloud.scheduling.app.ports import (
@@ -14,8 +22,8 @@ from medcloud.scheduling.app.ports import (
     PlacementRecord,
     ProviderTake,
 )
-from medcloud.scheduling.domain.model import BusinessSystem, system_violations
-from medcloud.scheduling.domain.placement import Decision, place_system
+from medcloud.scheduling.domain.model import BusinessSystem, RoleCount, system_violations
+from medcloud.scheduling.domain.placement import Assignment, Decision, place_system
 
 PLACEMENT_ATTEMPTS = 3
 
@@ -55,15 +63,50 @@ class Placements:
         self._events = events
 
     async def place(self, system: BusinessSystem) -> PlacementRecord:
-        """Places every instance or none. The claim in inventory is the commit point: if the
-        region changed since it was read, placement runs again on a fresh view."""
+        """Places every instance or none; a system already placed is refused (scale it instead)."""
         if violations := system_violations(system):
             raise InvalidArgument(violations)
         previous = await self._placements.get(system.id)
         if previous is not None and isinstance(previous.value.outcome, Decision):
             raise AlreadyExists("placement", system.id)
+        return await self._place_and_claim(system, keep=())
+
+    async def scale(self, system_id: str, roles: tuple[RoleCount, ...]) -> PlacementRecord:
+        """Scales a placed system out or in (R-7.3b): instances that remain stay where they are,
+        new ones are placed by the same rules, and the claim follows in one step."""
+        current = await self.get(system_id)
+        if not isinstance(current.outcome, Decision):
+            raise FailedPrecondition(f"system {system_id!r} is not placed; place it first")
+        scaled = dataclasses.replace(current.system, roles=roles)
+        if violations := system_violations(scaled):
+            raise InvalidArgument(violations)
+        remaining = set(scaled.instances())
+        keep = [a for a in current.outcome.assignments if a.instance in remaining]
+        return await self._place_and_claim(scaled, keep)
+
+    async def replace_instances_on(self, host_id: str) -> list[PlacementRecord]:
+        """Moves exactly the instances that ran on `host_id` (gone down) and keeps the rest; each
+        affected system is placed again as a whole, so every rule still holds."""
+        affected = [
+            item.value
+            for item in await self._placements.list()
+            if isinstance(item.value.outcome, Decision)
+            and any(a.host_id == host_id for a in item.value.outcome.assignments)
+        ]
+        results = []
+        for record in affected:
+            assert isinstance(record.outcome, Decision)
+            keep = [a for a in record.outcome.assignments if a.host_id != host_id]
+            results.append(await self._place_and_claim(record.system, keep))
+        return results
+
+    async def _place_and_claim(
+        self, system: BusinessSystem, keep: Sequence[Assignment]
+    ) -> PlacementRecord:
+        """The claim in inventory is the commit point: if the region changed since it was read,
+        placement runs again on a fresh view."""
         for _attempt in range(PLACEMENT_ATTEMPTS):
-            outcome = place_system(system, await self._inventory.region_view())
+            outcome = place_system(system, await self._inventory.region_view(), keep=keep)
             if isinstance(outcome, Decision):
                 try:
                     await self._inventory.claim(system.id, takes_of(system, outcome))
@@ -73,6 +116,15 @@ class Placements:
         raise ConcurrencyConflict(
             f"placing {system.id!r}: the region kept changing under {PLACEMENT_ATTEMPTS} attempts"
         )
+
+    async def list(self, page_size: int, page_token: str) -> tuple[list[PlacementRecord], str]:
+        """One page of placements in system-id order, and the next page's token ("" on the last)."""
+        if page_size < 0:
+            raise InvalidArgument.single("page_size", "must not be negative")
+        limit = min(page_size or 100, 1000)
+        page = await self._placements.page(page_token, limit + 1)
+        records = [item.value for item in page[:limit]]
+        return records, page[limit - 1].id if len(page) > limit else ""
 
     async def get(self, system_id: str) -> PlacementRecord:
         found = await self._placements.get(system_id)

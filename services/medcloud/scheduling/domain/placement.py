@@ -138,10 +138,15 @@ def place_system(
     view: RegionView,
     filters: Sequence[Filter] = DEFAULT_FILTERS,
     weighers: Sequence[Weigher] = DEFAULT_WEIGHERS,
+    keep: Sequence[Assignment] = (),
 ) -> Decision | Refusal:
     """Places every instance of `system`, primaries first, each on the best host the filters admit,
     seeing what the earlier instances took. Greedy: an instance placed is never moved to make room
-    for a later one. Raises InvalidArgument if the system breaks a field rule; `view` is not changed."""
+    for a later one. Raises InvalidArgument if the system breaks a field rule; `view` is not changed.
+
+    `keep` holds assignments that stay where they are (a scale-out, or a re-placement after a host
+    went down): their capacity is already taken in `view`, and the rules see them as placed, so
+    only the other instances are placed anew."""
     violations = system_violations(system)
     if violations:
         raise InvalidArgument(violations)
@@ -150,7 +155,12 @@ def place_system(
     storage_class = system.effective_storage_class
     assignments: list[Assignment] = []
     explained: list[InstanceExplanation] = []
+    kept = {assignment.instance: assignment for assignment in keep}
     for instance in system.instances():
+        if instance in kept and working.has_host(kept[instance].host_id):
+            placed.record(instance, working.host(kept[instance].host_id))
+            assignments.append(kept[instance])
+            continue
         explanation = _place_instance(system, instance, working, placed, filters, weighers)
         explained.append(explanation)
         if not explanation.chosen_host_id:

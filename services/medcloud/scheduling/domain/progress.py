@@ -41,6 +41,9 @@ class WorkingView:
         """The hosts in the order the view lists them, each with what it has free now."""
         return self._hosts.values()
 
+    def has_host(self, host_id: str) -> bool:
+        return host_id in self._hosts
+
     def host(self, host_id: str) -> HostOption:
         return self._hosts[host_id]
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from medcloud.runtime.grpc_server import ServiceBinding
-from medcloud.scheduling.adapters.codecs import record_to_proto, system_from_proto
+from medcloud.scheduling.adapters.codecs import (
+    record_to_proto,
+    roles_from_proto,
+    system_from_proto,
+)
 from medcloud.scheduling.app.placements import Placements
 from medcloud.scheduling.v1 import scheduling_service_pb2 as api
 from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as api_grpc
@@ -26,6 +30,18 @@ class SchedulingApi(api_grpc.SchedulingServiceServicer):
     ) -> api.GetPlacementResponse:
         record = await self._placements.get(request.system_id)
         return api.GetPlacementResponse(placement=record_to_proto(record))
+
+    async def ListPlacements(
+        self, request: api.ListPlacementsRequest, context: Any
+    ) -> api.ListPlacementsResponse:
+        records, token = await self._placements.list(request.page_size, request.page_token)
+        return api.ListPlacementsResponse(
+            placements=[record_to_proto(r) for r in records], next_page_token=token
+        )
+
+    async def Scale(self, request: api.ScaleRequest, context: Any) -> api.ScaleResponse:
+        record = await self._placements.scale(request.system_id, roles_from_proto(request.roles))
+        return api.ScaleResponse(placement=record_to_proto(record))
 
     async def ReleasePlacement(
         self, request: api.ReleasePlacementRequest, context: Any
