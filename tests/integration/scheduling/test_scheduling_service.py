@@ -167,3 +167,51 @@ def test_scaling_out_keeps_the_running_instances_and_claims_the_new_ones(service
     assert sum(a.resources.vcpu for a in claim.allocations) == 4 * 8
     listed = scheduling.ListPlacements(api.ListPlacementsRequest()).placements
     assert [p.system.id for p in listed] == ["his"]
+
+
+def portal(system_id: str = "portal") -> pb.BusinessSystem:
+    return pb.BusinessSystem(
+        id=system_id,
+        kind=pb.SYSTEM_KIND_PORTAL,
+        roles=[pb.RoleCount(role=pb.ROLE_PRIMARY, count=2)],
+        vcpu=4,
+        memory_gib=8,
+        storage_gib=20,
+        classification=classification.DATA_CLASSIFICATION_PUBLIC,
+        dr_tier=1,
+    )
+
+
+def test_a_batch_places_each_system_whole_or_not_at_all_in_request_order(services):
+    inventory, scheduling = services
+    systems = [portal(), his("his-remote", dr_tier=6), his()]
+    placements = scheduling.PlaceBatch(api.PlaceBatchRequest(systems=systems)).placements
+    assert [(p.system.id, p.state) for p in placements] == [
+        ("portal", pb.PLACEMENT_STATE_PLACED),
+        ("his-remote", pb.PLACEMENT_STATE_FAILED),
+        ("his", pb.PLACEMENT_STATE_PLACED),
+    ]
+    claimed = {
+        consumer for consumer in ("portal", "his-remote", "his") if _has_claim(inventory, consumer)
+    }
+    assert claimed == {"portal", "his"}
+
+
+def _has_claim(inventory, consumer: str) -> bool:
+    try:
+        inventory.GetClaim(inv_api.GetClaimRequest(consumer_id=consumer))
+        return True
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        return False
+
+
+def test_explain_says_what_place_would_do_and_changes_nothing(services):
+    inventory, scheduling = services
+    explained = scheduling.Explain(api.ExplainRequest(system=his())).placement
+    assert explained.state == pb.PLACEMENT_STATE_PLACED
+    assert all(e.summary for e in explained.explanation)
+    assert not _has_claim(inventory, "his")
+    with pytest.raises(grpc.RpcError) as raised:
+        scheduling.GetPlacement(api.GetPlacementRequest(system_id="his"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND

@@ -22,7 +22,12 @@ from medcloud.scheduling.app.ports import (
     PlacementRecord,
     ProviderTake,
 )
-from medcloud.scheduling.domain.model import BusinessSystem, RoleCount, system_violations
+from medcloud.scheduling.domain.model import (
+    BusinessSystem,
+    DataClassification,
+    RoleCount,
+    system_violations,
+)
 from medcloud.scheduling.domain.placement import Assignment, Decision, place_system
 
 PLACEMENT_ATTEMPTS = 3
@@ -43,6 +48,20 @@ def takes_of(system: BusinessSystem, decision: Decision) -> list[ProviderTake]:
         ProviderTake(pool_id=pool, storage_gib=system.storage_gib * n)
         for pool, n in sorted(per_pool.items())
     ]
+
+
+_SENSITIVE = {DataClassification.PERSONAL_HEALTH_DATA, DataClassification.LIMITED_DATA_SET}
+
+
+def placement_order(system: BusinessSystem) -> tuple[int, int, int, str]:
+    """Most constrained first: higher DR tier, then data that must stay private, then size."""
+    total_vcpu = system.vcpu * sum(role.count for role in system.roles)
+    return (
+        -system.dr_tier,
+        0 if system.classification in _SENSITIVE else 1,
+        -total_vcpu,
+        system.id,
+    )
 
 
 class Placements:
@@ -70,6 +89,35 @@ class Placements:
         if previous is not None and isinstance(previous.value.outcome, Decision):
             raise AlreadyExists("placement", system.id)
         return await self._place_and_claim(system, keep=())
+
+    async def place_batch(self, systems: Sequence[BusinessSystem]) -> list[PlacementRecord]:
+        """Places each system whole or not at all, largest and most constrained first, so the
+        systems hardest to fit see the emptiest region; results in the order given."""
+        violations = [
+            dataclasses.replace(v, field=f"systems[{index}].{v.field.removeprefix('system.')}")
+            for index, system in enumerate(systems)
+            for v in system_violations(system)
+        ]
+        if violations:
+            raise InvalidArgument(violations)
+        ids = [system.id for system in systems]
+        if duplicates := sorted({i for i in ids if ids.count(i) > 1}):
+            raise InvalidArgument.single("systems", f"system ids must be unique: {duplicates}")
+        for system in systems:  # before placing any, so that a refused batch leaves nothing
+            found = await self._placements.get(system.id)
+            if found is not None and isinstance(found.value.outcome, Decision):
+                raise AlreadyExists("placement", system.id)
+        results: dict[str, PlacementRecord] = {}
+        for system in sorted(systems, key=placement_order):
+            results[system.id] = await self.place(system)
+        return [results[system.id] for system in systems]
+
+    async def explain(self, system: BusinessSystem) -> PlacementRecord:
+        """What placing `system` would decide now; nothing is claimed or stored."""
+        if violations := system_violations(system):
+            raise InvalidArgument(violations)
+        outcome = place_system(system, await self._inventory.region_view())
+        return PlacementRecord(system, outcome, generation=0)
 
     async def scale(self, system_id: str, roles: tuple[RoleCount, ...]) -> PlacementRecord:
         """Scales a placed system out or in (R-7.3b): instances that remain stay where they are,

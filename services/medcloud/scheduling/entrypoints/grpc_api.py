@@ -25,6 +25,18 @@ class SchedulingApi(api_grpc.SchedulingServiceServicer):
         record = await self._placements.place(system_from_proto(request.system))
         return api.PlaceResponse(placement=record_to_proto(record))
 
+    async def PlaceBatch(
+        self, request: api.PlaceBatchRequest, context: Any
+    ) -> api.PlaceBatchResponse:
+        records = await self._placements.place_batch(
+            [system_from_proto(system) for system in request.systems]
+        )
+        return api.PlaceBatchResponse(placements=[record_to_proto(r) for r in records])
+
+    async def Explain(self, request: api.ExplainRequest, context: Any) -> api.ExplainResponse:
+        record = await self._placements.explain(system_from_proto(request.system))
+        return api.ExplainResponse(placement=record_to_proto(record))
+
     async def GetPlacement(
         self, request: api.GetPlacementRequest, context: Any
     ) -> api.GetPlacementResponse:
