@@ -80,15 +80,22 @@ test: install servers ## Run every test tier: unit, integration, operator, e2e
 test-unit: install ## Run only the unit tests (no network)
 	$(BIN)/pytest tests/unit
 
+# ortools (the exact solver the packing bench compares with) pins protobuf 6; medcloud needs 7.
+$(STAMPS)/solver-venv: | $(STAMPS)
+	$(PYTHON_BOOTSTRAP) -m venv .venv-solver
+	.venv-solver/bin/python -m pip install --quiet 'ortools==9.15.6755'
+	@touch $@
+
 .PHONY: bench
-bench: install servers ## Measure runtime overheads, kube-apiserver start-up and inventory; prints figures
+bench: install servers $(STAMPS)/solver-venv ## Measure runtime overheads, kube-apiserver start-up and inventory; prints figures
 	$(PY) bench/bus_overhead.py
 	$(PY) bench/store_overhead.py
 	$(PY) bench/grpc_overhead.py
 	$(PY) bench/kube_apiserver.py
 	$(PY) bench/inventory.py
+	$(PY) bench/scheduling.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and caches
-	rm -rf $(VENV) $(STAMPS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-solver $(STAMPS) .pytest_cache .ruff_cache
 	find services -path '*/v1/*_pb2*.py*' -delete

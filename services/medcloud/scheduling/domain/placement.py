@@ -3,23 +3,41 @@ removed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from medcloud.core.errors import InvalidArgument
 from medcloud.scheduling.domain.model import (
     BusinessSystem,
+    CentreRole,
+    DataClassification,
     HostOption,
     Instance,
     RegionView,
     system_violations,
 )
-from medcloud.scheduling.domain.progress import PlacedSoFar, WorkingView
+from medcloud.scheduling.domain.progress import PlacedSoFar, Reservation, WorkingView, frontier
 from medcloud.scheduling.domain.rules import (
     DEFAULT_FILTERS,
     DEFAULT_WEIGHERS,
+    CapacityFilter,
+    CostWeigher,
+    DataResidencyFilter,
     Filter,
+    FreeMemoryWeigher,
+    FreeVcpuWeigher,
+    HostAntiAffinityFilter,
+    PreferenceWeigher,
+    PrimaryStandbyAntiAffinityFilter,
+    ProductionSiteWeigher,
+    RackAntiAffinityFilter,
+    RemoteCityStandbyFilter,
     RuleRef,
+    SameCityStandbyFilter,
+    SameHostPenaltyWeigher,
+    SameRackPenaltyWeigher,
+    StorageFilter,
     Weigher,
 )
 
@@ -64,7 +82,7 @@ class InstanceExplanation:
         """One line: where the instance went, or that no host admits it and which rules removed how
         many hosts."""
         counts = ", ".join(
-            f"{rule} removed {_hosts(len(removals))}" for rule, removals in self.removed.items()
+            f"{rule} removed {_hosts(count)}" for rule, count in _counts(self.removed).items()
         )
         if not self.chosen_host_id:
             return f"no host admits {self.instance}: {counts or 'the region offers no host'}"
@@ -76,6 +94,66 @@ class InstanceExplanation:
                 str(rule) for rule in self.relaxed
             )
         return line
+
+
+def _counts(removed: Mapping[RuleRef, tuple[Removal, ...]]) -> dict[RuleRef, int]:
+    if isinstance(removed, _LazyRemovals):
+        return dict(removed.counts)
+    return {rule: len(removals) for rule, removals in removed.items()}
+
+
+class _Replay:
+    """What it takes to work out again which host each rule removed for one instance: the region,
+    the reservations made before it (a shared, append-only log) and where its system stood. Keeping
+    this instead of the removals keeps an explanation's size independent of the region's."""
+
+    def __init__(
+        self,
+        system: BusinessSystem,
+        instance: Instance,
+        view: RegionView,
+        log: list[Reservation],
+        log_length: int,
+        placed: tuple[tuple[Instance, str], ...],
+        filters: Sequence[Filter],
+    ) -> None:
+        self._args = (system, instance, view, log, log_length, placed, filters)
+        self._result: tuple[dict, dict] | None = None
+
+    def result(self) -> tuple[dict, dict]:
+        if self._result is None:
+            system, instance, view, log, log_length, placed_records, filters = self._args
+            working = WorkingView.replayed(view, log[:log_length])
+            placed = PlacedSoFar()
+            for placed_instance, host_id in placed_records:
+                placed.record(placed_instance, working.host(host_id))
+            _, removed, relaxed = _filter_every_host(system, instance, working, placed, filters)
+            self._result = (removed, relaxed)
+        return self._result
+
+
+class _LazyRemovals(Mapping[RuleRef, tuple[Removal, ...]]):
+    """Rule -> removals, with the rules and their counts known at once and the removals (host ids and
+    reasons) worked out on first use."""
+
+    def __init__(self, counts: dict[RuleRef, int], replay: _Replay, part: int) -> None:
+        self.counts = counts
+        self._replay = replay
+        self._part = part
+
+    def __getitem__(self, rule: RuleRef) -> tuple[Removal, ...]:
+        if rule not in self.counts:
+            raise KeyError(rule)
+        return self._replay.result()[self._part][rule]
+
+    def __iter__(self):
+        return iter(self.counts)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def _hosts(count: int) -> str:
@@ -147,21 +225,92 @@ def place_system(
     `keep` holds assignments that stay where they are (a scale-out, or a re-placement after a host
     went down): their capacity is already taken in `view`, and the rules see them as placed, so
     only the other instances are placed anew."""
+    _require_valid(system)
+    return _place_on(system, WorkingView(view), filters, weighers, keep)
+
+
+def place_batch(
+    systems: Sequence[BusinessSystem],
+    view: RegionView,
+    filters: Sequence[Filter] = DEFAULT_FILTERS,
+    weighers: Sequence[Weigher] = DEFAULT_WEIGHERS,
+) -> list[Decision | Refusal]:
+    """Places many systems on one region, each seeing what the ones before it took, and returns one
+    result per system in the order given. The hardest to place go first: higher DR tier, then
+    personal health data or limited data sets, then more vCPU in all, then by id. Each system is
+    placed whole or not at all: a refused one takes nothing. Raises InvalidArgument, placing
+    nothing, if any system breaks a field rule."""
+    for system in systems:
+        _require_valid(system)
+    working = WorkingView(view)
+    results: list[Decision | Refusal | None] = [None] * len(systems)
+    for position in sorted(range(len(systems)), key=lambda p: _batch_order(systems[p])):
+        system = systems[position]
+        log_length = len(working.log)
+        outcome = _place_on(system, working, filters, weighers, ())
+        if isinstance(outcome, Refusal):
+            for host_id, vcpu, memory_gib, pool_id, storage_gib in working.log[log_length:]:
+                working.reserve(host_id, -vcpu, -memory_gib, pool_id, -storage_gib)
+        results[position] = outcome
+    return [result for result in results if result is not None]
+
+
+def _batch_order(system: BusinessSystem) -> tuple[int, int, int, str]:
+    resident = system.classification in _RESIDENT_CLASSIFICATIONS
+    return (
+        -system.dr_tier,
+        0 if resident else 1,
+        -system.vcpu * len(system.instances()),
+        system.id,
+    )
+
+
+_RESIDENT_CLASSIFICATIONS = frozenset(
+    {DataClassification.PERSONAL_HEALTH_DATA, DataClassification.LIMITED_DATA_SET}
+)
+
+
+def _require_valid(system: BusinessSystem) -> None:
     violations = system_violations(system)
     if violations:
         raise InvalidArgument(violations)
-    working = WorkingView(view)
+
+
+def _place_on(
+    system: BusinessSystem,
+    working: WorkingView,
+    filters: Sequence[Filter],
+    weighers: Sequence[Weigher],
+    keep: Sequence[Assignment],
+) -> Decision | Refusal:
     placed = PlacedSoFar()
+    placed_records: list[tuple[Instance, str]] = []
     storage_class = system.effective_storage_class
     assignments: list[Assignment] = []
     explained: list[InstanceExplanation] = []
     kept = {assignment.instance: assignment for assignment in keep}
+    fast = _fast_rules(filters, weighers)
     for instance in system.instances():
         if instance in kept and working.has_host(kept[instance].host_id):
             placed.record(instance, working.host(kept[instance].host_id))
+            placed_records.append((instance, kept[instance].host_id))
             assignments.append(kept[instance])
             continue
-        explanation = _place_instance(system, instance, working, placed, filters, weighers)
+        if fast:
+            replay = _Replay(
+                system,
+                instance,
+                working.index.view,
+                working.log,
+                len(working.log),
+                tuple(placed_records),
+                filters,
+            )
+            explanation = _place_instance_fast(
+                system, instance, working, placed, filters, weighers, replay
+            )
+        else:
+            explanation = _place_instance(system, instance, working, placed, filters, weighers)
         explained.append(explanation)
         if not explanation.chosen_host_id:
             return Refusal(system.id, instance, Explanation(tuple(explained)))
@@ -175,6 +324,7 @@ def place_system(
             pool_id = pool.pool_id
         working.reserve(host.host_id, system.vcpu, system.memory_gib, pool_id, system.storage_gib)
         placed.record(instance, host)
+        placed_records.append((instance, host.host_id))
         assignments.append(
             Assignment(
                 instance,
@@ -196,6 +346,38 @@ def _place_instance(
     filters: Sequence[Filter],
     weighers: Sequence[Weigher],
 ) -> InstanceExplanation:
+    """Asks every rule about every host: the way for rules the fast path does not know."""
+    survivors, removed, relaxed = _filter_every_host(system, instance, working, placed, filters)
+    if not survivors:
+        return InstanceExplanation(instance, removed)
+
+    scores_by_host, totals = _weigh(system, instance, survivors, placed, weighers)
+    best = max(totals)
+    chosen_index = min(
+        (index for index, total in enumerate(totals) if total >= best - _SCORE_TIE_TOLERANCE),
+        key=lambda index: survivors[index].host_id,
+    )
+    return InstanceExplanation(
+        instance,
+        removed,
+        relaxed,
+        survivors[chosen_index].host_id,
+        scores_by_host[chosen_index],
+        totals[chosen_index],
+    )
+
+
+def _filter_every_host(
+    system: BusinessSystem,
+    instance: Instance,
+    working: WorkingView,
+    placed: PlacedSoFar,
+    filters: Sequence[Filter],
+) -> tuple[
+    list[HostOption], dict[RuleRef, tuple[Removal, ...]], dict[RuleRef, tuple[Removal, ...]]
+]:
+    """The hosts every rule admits, and per rule the hosts it removed (and per soft rule given way,
+    the hosts it would have removed), each with the rule's reason."""
     # Each rule's name is worked out once per instance, not once per host.
     applicable = [(f, f.rule) for f in filters if f.applies(system, instance)]
     hard = [(f, rule) for f, rule in applicable if f.hard]
@@ -230,23 +412,7 @@ def _place_instance(
                 relaxed[rule] = tuple(refused)
 
     removed_nonempty = {rule: tuple(hosts) for rule, hosts in removed.items() if hosts}
-    if not survivors:
-        return InstanceExplanation(instance, removed_nonempty)
-
-    scores_by_host, totals = _weigh(system, instance, survivors, placed, weighers)
-    best = max(totals)
-    chosen_index = min(
-        (index for index, total in enumerate(totals) if total >= best - _SCORE_TIE_TOLERANCE),
-        key=lambda index: survivors[index].host_id,
-    )
-    return InstanceExplanation(
-        instance,
-        removed_nonempty,
-        relaxed,
-        survivors[chosen_index].host_id,
-        scores_by_host[chosen_index],
-        totals[chosen_index],
-    )
+    return survivors, removed_nonempty, relaxed
 
 
 def _weigh(
@@ -271,3 +437,361 @@ def _weigh(
             scores[index][rule] = score
             totals[index] += score * weigher.weight
     return scores, totals
+
+
+# The fast path. It knows the built-in rules by type and asks each the question it can answer for
+# many hosts at once: rules on a host's centre, city, centre role or ownership are decided once per
+# group of hosts sharing those; rules on where the system's instances went only look at the racks
+# holding them; capacity passes or refuses a whole group from its least and most free host. It
+# must choose exactly what `_place_instance` chooses (tests compare the two); the removals'
+# reasons are left to `_Replay`, which runs `_filter_every_host` when someone asks.
+
+_GROUP_FILTERS = (
+    DataResidencyFilter,
+    StorageFilter,
+    SameCityStandbyFilter,
+    RemoteCityStandbyFilter,
+)
+_PLACED_FILTERS = (PrimaryStandbyAntiAffinityFilter, HostAntiAffinityFilter, RackAntiAffinityFilter)
+_FAST_FILTERS = frozenset({*_GROUP_FILTERS, *_PLACED_FILTERS, CapacityFilter})
+_GROUP_WEIGHERS = (CostWeigher, ProductionSiteWeigher, PreferenceWeigher)
+_PLACED_WEIGHERS = (SameHostPenaltyWeigher, SameRackPenaltyWeigher)
+_FAST_WEIGHERS = frozenset(
+    {*_GROUP_WEIGHERS, *_PLACED_WEIGHERS, FreeVcpuWeigher, FreeMemoryWeigher}
+)
+_CARRIER_MEDICAL_CLOUD = frozenset({CentreRole.CARRIER_PRODUCTION, CentreRole.CARRIER_STANDBY})
+_PRODUCTION_SITES = frozenset({CentreRole.HOSPITAL_ROOM, CentreRole.CARRIER_PRODUCTION})
+
+
+def _fast_rules(filters: Sequence[Filter], weighers: Sequence[Weigher]) -> bool:
+    # The bounds in `_best_host` hold for weighers that count for, not against.
+    return all(type(f) in _FAST_FILTERS for f in filters) and all(
+        type(w) in _FAST_WEIGHERS and w.weight >= 0 for w in weighers
+    )
+
+
+class _Alive:
+    """The hosts still in the running: whole groups, and for groups some of whose hosts were removed
+    one by one, the hosts left."""
+
+    def __init__(self, groups: list[int], partial: dict[int, list[int]], index) -> None:
+        self.groups = groups
+        self.partial = partial
+        self._index = index
+
+    def hosts_of(self, group: int) -> list[int]:
+        partial = self.partial.get(group)
+        return partial if partial is not None else self._index.group_hosts[group]
+
+    def count(self) -> int:
+        return sum(len(self.hosts_of(group)) for group in self.groups)
+
+    def without_groups(self, refused: Callable[[int], bool]) -> tuple[_Alive, int]:
+        kept, removed = [], 0
+        for group in self.groups:
+            if refused(group):
+                removed += len(self.hosts_of(group))
+            else:
+                kept.append(group)
+        still = set(kept)
+        partial = {g: hosts for g, hosts in self.partial.items() if g in still}
+        return _Alive(kept, partial, self._index), removed
+
+    def without_hosts(self, refused_by_group: dict[int, set[int]]) -> tuple[_Alive, int]:
+        partial = dict(self.partial)
+        groups, removed = [], 0
+        for group in self.groups:
+            refused = refused_by_group.get(group)
+            if not refused:
+                groups.append(group)
+                continue
+            hosts = self.hosts_of(group)
+            left = [i for i in hosts if i not in refused]
+            removed += len(hosts) - len(left)
+            if left:
+                groups.append(group)
+                partial[group] = left
+            else:
+                partial.pop(group, None)
+        return _Alive(groups, partial, self._index), removed
+
+
+def _place_instance_fast(
+    system: BusinessSystem,
+    instance: Instance,
+    working: WorkingView,
+    placed: PlacedSoFar,
+    filters: Sequence[Filter],
+    weighers: Sequence[Weigher],
+    replay: _Replay,
+) -> InstanceExplanation:
+    index = working.index
+    applicable = [(f, f.rule) for f in filters if f.applies(system, instance)]
+    counts: dict[RuleRef, int] = {}
+    relaxed: dict[RuleRef, int] = {}
+    alive = _Alive(list(range(len(index.group_hosts))), {}, index)
+    for rule_filter, rule in [(f, r) for f, r in applicable if f.hard] + [
+        (f, r) for f, r in applicable if not f.hard
+    ]:
+        if not alive.groups:
+            break
+        narrowed, removed = _apply_filter(rule_filter, system, instance, working, placed, alive)
+        if not removed:
+            continue
+        if rule_filter.hard or narrowed.groups:
+            alive = narrowed
+            counts[rule] = removed
+        else:
+            relaxed[rule] = removed
+    ordered_counts = {rule: counts[rule] for _, rule in applicable if rule in counts}
+    removals = _LazyRemovals(ordered_counts, replay, 0)
+    if not alive.groups:
+        return InstanceExplanation(instance, removals)
+    relaxed_removals = _LazyRemovals(relaxed, replay, 1)
+    chosen, scores, total = _best_host(system, instance, working, placed, weighers, alive)
+    return InstanceExplanation(
+        instance, removals, relaxed_removals, index.hosts[chosen].host_id, scores, total
+    )
+
+
+def _apply_filter(
+    rule_filter: Filter,
+    system: BusinessSystem,
+    instance: Instance,
+    working: WorkingView,
+    placed: PlacedSoFar,
+    alive: _Alive,
+) -> tuple[_Alive, int]:
+    index = working.index
+    kind = type(rule_filter)
+    if kind is DataResidencyFilter:
+        public, role = index.group_public, index.group_role
+        return alive.without_groups(lambda g: public[g] and role[g] not in _CARRIER_MEDICAL_CLOUD)
+    if kind is StorageFilter:
+        storage_class, needed_gib = rule_filter.storage_class, system.storage_gib
+        centre = index.group_centre
+        room: dict[str, int] = {}
+        for group in alive.groups:
+            if centre[group] not in room:
+                pool = working.roomiest_pool(centre[group], storage_class)
+                room[centre[group]] = -1 if pool is None else pool.free_gib
+        return alive.without_groups(lambda g: room[centre[g]] < needed_gib)
+    if kind is SameCityStandbyFilter:
+        centres, cities = placed.primary_centre_ids, placed.primary_city_keys
+        centre, city = index.group_centre, index.group_city_key
+        return alive.without_groups(lambda g: centre[g] in centres or city[g] not in cities)
+    if kind is RemoteCityStandbyFilter:
+        cities, city = placed.primary_city_keys, index.group_city_key
+        return alive.without_groups(lambda g: city[g] in cities)
+    if kind is CapacityFilter:
+        return _without_short_hosts(system, working, alive)
+    # The rules on where the system went so far refuse only hosts in the racks holding it.
+    refused_by_group: dict[int, set[int]] = {}
+    for rack in placed.racks():
+        for i in index.rack_hosts.get(rack, ()):
+            if rule_filter.refusal(system, instance, index.hosts[i], placed, working) is not None:
+                refused_by_group.setdefault(index.group_of[i], set()).add(i)
+    return alive.without_hosts(refused_by_group)
+
+
+def _without_short_hosts(
+    system: BusinessSystem, working: WorkingView, alive: _Alive
+) -> tuple[_Alive, int]:
+    vcpu, memory_gib = system.vcpu, system.memory_gib
+    free_vcpu, free_memory = working.free_vcpu, working.free_memory_gib
+    groups, partial, removed = [], dict(alive.partial), 0
+    for group in alive.groups:
+        if working.group_min_vcpu[group] >= vcpu and working.group_min_memory[group] >= memory_gib:
+            groups.append(group)
+            continue
+        hosts = alive.hosts_of(group)
+        if working.group_max_vcpu[group] < vcpu or working.group_max_memory[group] < memory_gib:
+            left = []
+        else:
+            left = [i for i in hosts if free_vcpu[i] >= vcpu and free_memory[i] >= memory_gib]
+        removed += len(hosts) - len(left)
+        if left:
+            groups.append(group)
+            partial[group] = left
+        else:
+            partial.pop(group, None)
+    return _Alive(groups, partial, working.index), removed
+
+
+def _best_host(
+    system: BusinessSystem,
+    instance: Instance,
+    working: WorkingView,
+    placed: PlacedSoFar,
+    weighers: Sequence[Weigher],
+    alive: _Alive,
+) -> tuple[int, dict[RuleRef, float], float]:
+    """The host `_weigh` would rank first (ties by host id), its scores and total, weighing exactly
+    (same operations in the same order) only the groups whose bound says they might win."""
+    index = working.index
+    free_vcpu, free_memory = working.free_vcpu, working.free_memory_gib
+    groups = alive.groups
+    # Per group the least and most free vCPU and memory of its hosts still in the running.
+    lows_v, highs_v, lows_m, highs_m = [], [], [], []
+    for group in groups:
+        if group in alive.partial:
+            hosts = alive.partial[group]
+            lows_v.append(min(free_vcpu[i] for i in hosts))
+            highs_v.append(max(free_vcpu[i] for i in hosts))
+            lows_m.append(min(free_memory[i] for i in hosts))
+            highs_m.append(max(free_memory[i] for i in hosts))
+        else:
+            lows_v.append(working.group_min_vcpu[group])
+            highs_v.append(working.group_max_vcpu[group])
+            lows_m.append(working.group_min_memory[group])
+            highs_m.append(working.group_max_memory[group])
+
+    placed_hosts = {i for rack in placed.racks() for i in index.rack_hosts.get(rack, ())}
+    alive_groups = set(groups)
+    alive_placed = [
+        i
+        for i in placed_hosts
+        if index.group_of[i] in alive_groups and i in alive.hosts_of(index.group_of[i])
+    ]
+    some_unplaced = alive.count() > len(alive_placed)
+
+    # Per applicable weigher: rule, weight, how to score one host, and a bound per group.
+    plans = []
+    for weigher in weighers:
+        if not weigher.applies(system, instance):
+            continue
+        kind = type(weigher)
+        if kind is FreeVcpuWeigher or kind is FreeMemoryWeigher:
+            free, lows, highs = (
+                (free_vcpu, lows_v, highs_v)
+                if kind is FreeVcpuWeigher
+                else (free_memory, lows_m, highs_m)
+            )
+            needed = system.vcpu if kind is FreeVcpuWeigher else system.memory_gib
+            low, high = min(lows) - needed, max(highs) - needed
+
+            def raw(i, free=free, needed=needed):
+                return free[i] - needed
+
+            # Scored per frontier point below.
+            bounds = 0 if kind is FreeVcpuWeigher else 1
+        elif kind in _GROUP_WEIGHERS:
+            by_group = {g: _group_raw_score(weigher, system, index, g) for g in groups}
+            low, high = min(by_group.values()), max(by_group.values())
+
+            def raw(i, by_group=by_group):
+                return by_group[index.group_of[i]]
+
+            bounds = [_scaled(by_group[g], low, high) * weigher.weight for g in groups]
+        else:
+            by_host = {
+                i: weigher.raw_score(system, instance, index.hosts[i], placed) for i in alive_placed
+            }
+            values = list(by_host.values()) + ([0] if some_unplaced else [])
+            low, high = min(values), max(values)
+
+            def raw(i, by_host=by_host):
+                return by_host.get(i, 0)
+
+            # Per group the best raw score: 0 if it has a host holding none of the system.
+            best_raw: dict[int, float] = {}
+            for i, value in by_host.items():
+                group = index.group_of[i]
+                best_raw[group] = max(best_raw.get(group, value), value)
+            for group, count in Counter(index.group_of[i] for i in by_host).items():
+                if count < len(alive.hosts_of(group)):
+                    best_raw[group] = max(best_raw[group], 0)
+            bounds = [_scaled(best_raw.get(g, 0), low, high) * weigher.weight for g in groups]
+        plans.append((weigher.rule, weigher.weight, raw, low, high, bounds))
+
+    # A group's bound adds up, in the totals' order, the best score each weigher can give one of
+    # its hosts at one frontier point; rounding is monotone, so no host of the group totals more,
+    # and without the weighers on where the system went, some host totals exactly that.
+    terms = [
+        (
+            weight,
+            low,
+            high,
+            bounds,
+            None
+            if not isinstance(bounds, int)
+            else (system.vcpu if bounds == 0 else system.memory_gib),
+        )
+        for _, weight, _, low, high, bounds in plans
+    ]
+    group_bounds = []
+    for k, group in enumerate(groups):
+        if group in alive.partial:
+            points = frontier((free_vcpu[i], free_memory[i]) for i in alive.partial[group])
+        else:
+            points = working.group_frontier[group]
+        bound = float("-inf")
+        for point in points:
+            total = 0.0
+            for weight, low, high, bounds, needed in terms:
+                if needed is None:
+                    total += bounds[k]
+                else:
+                    score = (point[bounds] - needed - low) / (high - low) if high > low else 0.0
+                    total += score * weight
+            bound = max(bound, total)
+        group_bounds.append(bound)
+
+    def scores_of(i: int) -> dict[RuleRef, float]:
+        return {
+            rule: (raw(i) - low) / (high - low) if high > low else 0.0
+            for rule, _, raw, low, high, _ in plans
+        }
+
+    def total_of(i: int) -> float:
+        total = 0.0
+        for _, weight, raw, low, high, _ in plans:
+            total += ((raw(i) - low) / (high - low) if high > low else 0.0) * weight
+        return total
+
+    # First the best total: groups by bound, until no group left can beat what was found.
+    best_total = float("-inf")
+    for k in sorted(range(len(groups)), key=lambda k: -group_bounds[k]):
+        if group_bounds[k] <= best_total:
+            break
+        best_total = max(best_total, *(total_of(i) for i in alive.hosts_of(groups[k])))
+    # Then, among the hosts within the tolerance of it, the one with the smallest id.
+    threshold = best_total - _SCORE_TIE_TOLERANCE
+    host_ids = index.host_ids
+    in_reach = sorted(
+        (
+            min(host_ids[i] for i in alive.partial[groups[k]])
+            if groups[k] in alive.partial
+            else index.group_min_id[groups[k]],
+            k,
+        )
+        for k in range(len(groups))
+        if group_bounds[k] >= threshold
+    )
+    chosen_id, chosen, chosen_total = None, -1, 0.0
+    for smallest_id, k in in_reach:
+        if chosen_id is not None and smallest_id > chosen_id:
+            break
+        for i in alive.hosts_of(groups[k]):
+            if chosen_id is not None and host_ids[i] >= chosen_id:
+                continue
+            total = total_of(i)
+            if total >= threshold:
+                chosen_id, chosen, chosen_total = host_ids[i], i, total
+    return chosen, scores_of(chosen), chosen_total
+
+
+def _scaled(value: float, low: float, high: float) -> float:
+    return (value - low) / (high - low) if high > low else 0.0
+
+
+def _group_raw_score(weigher: Weigher, system: BusinessSystem, index, group: int) -> float:
+    kind = type(weigher)
+    if kind is CostWeigher:
+        return 1.0 if index.group_public[group] else 0.0
+    if kind is ProductionSiteWeigher:
+        return 1.0 if index.group_role[group] in _PRODUCTION_SITES else 0.0
+    preferred_cities = {city.strip().casefold() for city in system.preferences.cities}
+    return float(index.group_centre[group] in system.preferences.centre_ids) + float(
+        index.group_city[group].strip().casefold() in preferred_cities
+    )

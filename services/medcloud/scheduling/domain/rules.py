@@ -373,3 +373,28 @@ DEFAULT_WEIGHERS: tuple[Weigher, ...] = (
     SameHostPenaltyWeigher(),
     SameRackPenaltyWeigher(),
 )
+
+
+class LeastFreeVcpuWeigher(Weigher):
+    """Pack: prefer the host with least vCPU left after placement, so fewer hosts are used."""
+
+    name = "least free vCPU after placement"
+    weight = 0.5
+
+    def raw_score(self, system, instance, host, placed):
+        return system.vcpu - host.free_vcpu
+
+
+class LeastFreeMemoryWeigher(Weigher):
+    """Pack: prefer the host with least memory left after placement."""
+
+    name = "least free memory after placement"
+    weight = 0.5
+
+    def raw_score(self, system, instance, host, placed):
+        return system.memory_gib - host.free_memory_gib
+
+
+# An option, not the default: packing leaves hosts empty (to power off) at the price of less
+# headroom on the busy ones.
+PACKING_WEIGHERS: tuple[Weigher, ...] = (LeastFreeVcpuWeigher(), LeastFreeMemoryWeigher())
