@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
@@ -16,30 +14,9 @@ from medcloud.inventory.domain import model
 from medcloud.inventory.domain.claims import Allocation, Claim, ProviderKind, ProviderRef
 from medcloud.inventory.v1 import inventory_events_pb2 as events_pb
 from medcloud.inventory.v1 import inventory_pb2 as pb
+from medcloud.runtime.proto_enums import enum_from_proto, enum_to_proto
 
-E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
-
-
-def _enum_prefix(wrapper: EnumTypeWrapper) -> str:
-    return wrapper.Name(0)[: -len("UNSPECIFIED")]
-
-
-def enum_to_proto(value: enum.Enum, wrapper: EnumTypeWrapper) -> int:
-    return wrapper.Value(_enum_prefix(wrapper) + value.name)
-
-
-def enum_from_proto(number: int, wrapper: EnumTypeWrapper, domain: type[E], field: str) -> E:
-    """The domain value of a proto enum; UNSPECIFIED or unknown numbers are refused by name."""
-    prefix = _enum_prefix(wrapper)
-    try:
-        name = wrapper.Name(number)
-    except ValueError:
-        name = ""
-    if not name or number == 0:
-        allowed = ", ".join(prefix + member.name for member in domain)
-        raise InvalidArgument.single(field, f"must be one of {allowed}, got {number}")
-    return domain[name[len(prefix) :]]
 
 
 def resources_to_proto(resources: model.Resources) -> pb.Resources:

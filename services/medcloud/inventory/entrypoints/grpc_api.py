@@ -12,7 +12,6 @@ from medcloud.inventory.adapters.codecs import (
     KINDS,
     claim_from_proto,
     claim_to_proto,
-    enum_from_proto,
     resources_to_proto,
 )
 from medcloud.inventory.app.capacity import Capacity
@@ -25,6 +24,7 @@ from medcloud.inventory.v1 import inventory_pb2 as pb
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from medcloud.runtime.grpc_server import ServiceBinding
+from medcloud.runtime.proto_enums import enum_from_proto
 from medcloud.runtime.store import Mirror
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["InventoryService"].full_name

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import enum
-from typing import Any, TypeVar
-
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from typing import Any
 
 from medcloud.common.v1 import data_classification_pb2 as common_pb
-from medcloud.core.errors import InvalidArgument
+from medcloud.runtime.proto_enums import enum_from_proto, enum_to_proto
 from medcloud.scheduling.app.ports import PlacementRecord
 from medcloud.scheduling.domain import model
 from medcloud.scheduling.domain.placement import (
@@ -23,36 +20,15 @@ from medcloud.scheduling.domain.rules import RuleRef
 from medcloud.scheduling.v1 import scheduling_events_pb2 as events_pb
 from medcloud.scheduling.v1 import scheduling_pb2 as pb
 
-E = TypeVar("E", bound=enum.Enum)
-
-
-def _prefix(wrapper: EnumTypeWrapper) -> str:
-    return wrapper.Name(0)[: -len("UNSPECIFIED")]
-
-
-def _to_proto(value: enum.Enum, wrapper: EnumTypeWrapper) -> int:
-    return wrapper.Value(_prefix(wrapper) + value.name)
-
-
-def _from_proto(number: int, wrapper: EnumTypeWrapper, domain: type[E], field: str) -> E:
-    try:
-        name = wrapper.Name(number)
-    except ValueError:
-        name = ""
-    if not name or number == 0:
-        allowed = ", ".join(_prefix(wrapper) + member.name for member in domain)
-        raise InvalidArgument.single(field, f"must be one of {allowed}, got {number}")
-    return domain[name[len(_prefix(wrapper)) :]]
-
 
 def system_from_proto(message: pb.BusinessSystem) -> model.BusinessSystem:
     return model.BusinessSystem(
         id=message.id,
-        kind=_from_proto(message.kind, pb.SystemKind, model.SystemKind, "system.kind"),
+        kind=enum_from_proto(message.kind, pb.SystemKind, model.SystemKind, "system.kind"),
         roles=roles_from_proto(message.roles),
         vcpu=message.vcpu,
         memory_gib=message.memory_gib,
-        classification=_from_proto(
+        classification=enum_from_proto(
             message.classification,
             common_pb.DataClassification,
             model.DataClassification,
@@ -61,7 +37,7 @@ def system_from_proto(message: pb.BusinessSystem) -> model.BusinessSystem:
         dr_tier=message.dr_tier,
         storage_gib=message.storage_gib,
         storage_class=(
-            _from_proto(
+            enum_from_proto(
                 message.storage_class, pb.StorageClass, model.StorageClass, "system.storage_class"
             )
             if message.storage_class
@@ -77,7 +53,7 @@ def system_from_proto(message: pb.BusinessSystem) -> model.BusinessSystem:
 def roles_from_proto(messages: Any) -> tuple[model.RoleCount, ...]:
     return tuple(
         model.RoleCount(
-            _from_proto(r.role, pb.Role, model.Role, f"system.roles[{i}].role"), r.count
+            enum_from_proto(r.role, pb.Role, model.Role, f"system.roles[{i}].role"), r.count
         )
         for i, r in enumerate(messages)
     )
@@ -86,15 +62,17 @@ def roles_from_proto(messages: Any) -> tuple[model.RoleCount, ...]:
 def system_to_proto(system: model.BusinessSystem) -> pb.BusinessSystem:
     return pb.BusinessSystem(
         id=system.id,
-        kind=_to_proto(system.kind, pb.SystemKind),
-        roles=[pb.RoleCount(role=_to_proto(r.role, pb.Role), count=r.count) for r in system.roles],
+        kind=enum_to_proto(system.kind, pb.SystemKind),
+        roles=[
+            pb.RoleCount(role=enum_to_proto(r.role, pb.Role), count=r.count) for r in system.roles
+        ],
         vcpu=system.vcpu,
         memory_gib=system.memory_gib,
-        storage_class=_to_proto(system.storage_class, pb.StorageClass)
+        storage_class=enum_to_proto(system.storage_class, pb.StorageClass)
         if system.storage_class
         else 0,
         storage_gib=system.storage_gib,
-        classification=_to_proto(system.classification, common_pb.DataClassification),
+        classification=enum_to_proto(system.classification, common_pb.DataClassification),
         dr_tier=system.dr_tier,
         preferences=pb.Preferences(
             centre_ids=sorted(system.preferences.centre_ids),
@@ -104,12 +82,12 @@ def system_to_proto(system: model.BusinessSystem) -> pb.BusinessSystem:
 
 
 def _instance_to_proto(instance: model.Instance) -> pb.Instance:
-    return pb.Instance(role=_to_proto(instance.role, pb.Role), index=instance.index)
+    return pb.Instance(role=enum_to_proto(instance.role, pb.Role), index=instance.index)
 
 
 def _instance_from_proto(system_id: str, message: pb.Instance) -> model.Instance:
     return model.Instance(
-        system_id, _from_proto(message.role, pb.Role, model.Role, "role"), message.index
+        system_id, enum_from_proto(message.role, pb.Role, model.Role, "role"), message.index
     )
 
 
