@@ -24,11 +24,15 @@ from medcloud.scheduling.app.ports import (
 )
 from medcloud.scheduling.domain.model import (
     BusinessSystem,
-    DataClassification,
     RoleCount,
     system_violations,
 )
-from medcloud.scheduling.domain.placement import Assignment, Decision, place_system
+from medcloud.scheduling.domain.placement import (
+    Assignment,
+    Decision,
+    place_batch,
+    place_system,
+)
 
 PLACEMENT_ATTEMPTS = 3
 
@@ -48,20 +52,6 @@ def takes_of(system: BusinessSystem, decision: Decision) -> list[ProviderTake]:
         ProviderTake(pool_id=pool, storage_gib=system.storage_gib * n)
         for pool, n in sorted(per_pool.items())
     ]
-
-
-_SENSITIVE = {DataClassification.PERSONAL_HEALTH_DATA, DataClassification.LIMITED_DATA_SET}
-
-
-def placement_order(system: BusinessSystem) -> tuple[int, int, int, str]:
-    """Most constrained first: higher DR tier, then data that must stay private, then size."""
-    total_vcpu = system.vcpu * sum(role.count for role in system.roles)
-    return (
-        -system.dr_tier,
-        0 if system.classification in _SENSITIVE else 1,
-        -total_vcpu,
-        system.id,
-    )
 
 
 class Placements:
@@ -91,8 +81,8 @@ class Placements:
         return await self._place_and_claim(system, keep=())
 
     async def place_batch(self, systems: Sequence[BusinessSystem]) -> list[PlacementRecord]:
-        """Places each system whole or not at all, largest and most constrained first, so the
-        systems hardest to fit see the emptiest region; results in the order given."""
+        """Places each system whole or not at all on one view of the region, most constrained first
+        (see `place_batch` in the domain), then claims each; results in the order given."""
         violations = [
             dataclasses.replace(v, field=f"systems[{index}].{v.field.removeprefix('system.')}")
             for index, system in enumerate(systems)
@@ -107,10 +97,18 @@ class Placements:
             found = await self._placements.get(system.id)
             if found is not None and isinstance(found.value.outcome, Decision):
                 raise AlreadyExists("placement", system.id)
-        results: dict[str, PlacementRecord] = {}
-        for system in sorted(systems, key=placement_order):
-            results[system.id] = await self.place(system)
-        return [results[system.id] for system in systems]
+        outcomes = place_batch(systems, await self._inventory.region_view())
+        records = []
+        for system, outcome in zip(systems, outcomes, strict=True):
+            if isinstance(outcome, Decision):
+                try:
+                    await self._inventory.claim(system.id, takes_of(system, outcome))
+                except CapacityTaken:
+                    # The region changed under the batch: this one is placed again on its own.
+                    records.append(await self._place_and_claim(system, keep=()))
+                    continue
+            records.append(await self._record(system, outcome))
+        return records
 
     async def explain(self, system: BusinessSystem) -> PlacementRecord:
         """What placing `system` would decide now; nothing is claimed or stored."""
