@@ -3,10 +3,8 @@ the rule and the hosts it removed), then admitted once the region offers what th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 
 from medcloud.common.v1 import data_classification_pb2 as classification
@@ -25,8 +23,6 @@ from medcloud.inventory.domain.model import (
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.scheduling.v1 import scheduling_pb2 as pb
 from medcloud.scheduling.v1 import scheduling_service_pb2 as api
-from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as api_grpc
-from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
 
@@ -69,27 +65,9 @@ class Region:
 
 
 @pytest.fixture
-def region_and_scheduler(
-    etcd_server, nats_server, region, tmp_path
-) -> Iterator[tuple[Region, Any]]:
-    inventory, inventory_address = start_service(
-        "medcloud.inventory", etcd_server.endpoint, nats_server.url, region, tmp_path / "inv.log"
-    )
-    scheduling, scheduling_address = start_service(
-        "medcloud.scheduling",
-        etcd_server.endpoint,
-        nats_server.url,
-        region,
-        tmp_path / "sch.log",
-        extra_env={"MEDCLOUD_INVENTORY_ADDRESS": inventory_address},
-    )
-    with (
-        grpc.insecure_channel(inventory_address) as a,
-        grpc.insecure_channel(scheduling_address) as b,
-    ):
-        yield Region(inv_grpc.InventoryServiceStub(a)), api_grpc.SchedulingServiceStub(b)
-    scheduling.stop()
-    inventory.stop()
+def region_and_scheduler(inventory_and_scheduler):
+    inventory, scheduling = inventory_and_scheduler
+    return Region(inventory), scheduling
 
 
 def system(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -15,38 +14,18 @@ from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_pb2 as inv
 from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
-from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.scheduling.v1 import scheduling_pb2 as pb
 from medcloud.scheduling.v1 import scheduling_service_pb2 as api
-from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as api_grpc
-from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def services(etcd_server, nats_server, region, tmp_path) -> Iterator[tuple[object, object]]:
+def services(inventory_and_scheduler):
     """Inventory holding annex A's region, and scheduling pointed at it."""
-    inventory, inventory_address = start_service(
-        "medcloud.inventory", etcd_server.endpoint, nats_server.url, region, tmp_path / "inv.log"
-    )
-    scheduling, scheduling_address = start_service(
-        "medcloud.scheduling",
-        etcd_server.endpoint,
-        nats_server.url,
-        region,
-        tmp_path / "sch.log",
-        extra_env={"MEDCLOUD_INVENTORY_ADDRESS": inventory_address},
-    )
-    with (
-        grpc.insecure_channel(inventory_address) as inv_channel,
-        grpc.insecure_channel(scheduling_address) as sch_channel,
-    ):
-        inv_stub = inv_grpc.InventoryServiceStub(inv_channel)
-        register_region(inv_stub, annex_a_region())
-        yield inv_stub, api_grpc.SchedulingServiceStub(sch_channel)
-    scheduling.stop()
-    inventory.stop()
+    inventory, scheduling = inventory_and_scheduler
+    register_region(inventory, annex_a_region())
+    return inventory, scheduling
 
 
 def his(system_id: str = "his", vcpu: int = 8, dr_tier: int = 5) -> pb.BusinessSystem:
