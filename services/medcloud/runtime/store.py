@@ -68,10 +68,6 @@ class Committed(Generic[R]):
 
     result: R
     revision: int
-    transaction: Transaction
-
-    def written_value(self, collection: Collection[T], object_id: str) -> T:
-        return self.transaction.written[collection.key(object_id)]
 
 
 @dataclass(frozen=True)
@@ -177,7 +173,7 @@ class EtcdStore:
             transaction = Transaction(self)
             result = await step(transaction)
             if await transaction.commit():
-                return Committed(result, transaction.revision, transaction)
+                return Committed(result, transaction.revision)
             log.debug("transaction lost a race", extra={"attempt": attempt})
             await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
         raise ConcurrencyConflict(
@@ -204,7 +200,6 @@ class Transaction:
         self._store = store
         self._read_revisions: dict[bytes, int] = {}
         self._ops: dict[bytes, rpc.RequestOp] = {}
-        self.written: dict[bytes, object] = {}
         self._range_guards: list[tuple[bytes, bytes, int]] = []
         self.revision = 0
 
@@ -228,7 +223,6 @@ class Transaction:
 
     def put(self, collection: Collection[T], object_id: str, value: T, lease_id: int = 0) -> None:
         key = collection.key(object_id)
-        self.written[key] = value
         self._ops[key] = rpc.RequestOp(
             request_put=rpc.PutRequest(
                 key=key, value=collection.codec.encode(value), lease=lease_id
@@ -237,7 +231,6 @@ class Transaction:
 
     def delete(self, collection: Collection[T], object_id: str) -> None:
         key = collection.key(object_id)
-        self.written.pop(key, None)
         self._ops[key] = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
 
     def expect_revision(self, collection: Collection[T], object_id: str, mod_revision: int) -> None:
@@ -339,21 +332,17 @@ class Collection(Generic[T]):
     ) -> Versioned[T]:
         """Read-modify-write: applies `change` to the current value and retries on a lost race."""
 
-        async def step(transaction: Transaction) -> Versioned[T]:
+        async def step(transaction: Transaction) -> tuple[T, int]:
             current = await transaction.get(self, object_id)
             if current is None:
                 raise NotFound(self.kind, object_id)
             updated = change(current.value)
             transaction.put(self, object_id, updated)
-            return current
+            return updated, current.create_revision
 
         committed = await self._store.transact(step, max_attempts)
-        return Versioned(
-            object_id,
-            committed.written_value(self, object_id),
-            committed.revision,
-            committed.result.create_revision,
-        )
+        updated, create_revision = committed.result
+        return Versioned(object_id, updated, committed.revision, create_revision)
 
     async def delete(self, object_id: str) -> bool:
         """Deletes the object; returns False if it was gone already (not an error)."""
