@@ -1,0 +1,1 @@
+"""Monitoring: node agents, sample ingest, rules, alerts and escalation, site health, inspection (R-6.5b, R-7.7)."""
