@@ -23,7 +23,9 @@ class Metric:
     MAINS_FREQUENCY_HZ = "power.mains_frequency_hz"
     MAINS_VOLTAGE_VOLTS = "power.mains_voltage_volts"  # label supply: three-phase, single-phase
     WAVEFORM_DISTORTION_PERCENT = "power.waveform_distortion_percent"
-    GROUND_RESISTANCE_OHMS = "ground.resistance_ohms"  # label ground: dc, ac-working, safety, lightning
+    GROUND_RESISTANCE_OHMS = (
+        "ground.resistance_ohms"  # label ground: dc, ac-working, safety, lightning
+    )
     NEUTRAL_TO_GROUND_VOLTS = "ground.neutral_to_ground_volts"
 
     HOST_CPU_UTILISATION_PERCENT = "host.cpu_utilisation_percent"
@@ -31,7 +33,9 @@ class Metric:
     HOST_DISK_UTILISATION_PERCENT = "host.disk_utilisation_percent"  # label mount
     HOST_LOAD_PER_CPU = "host.load_per_cpu"  # 1-minute load average divided by logical CPUs
 
-    CAPACITY_UTILISATION_PERCENT = "capacity.utilisation_percent"  # label resource: vcpu, memory, storage
+    CAPACITY_UTILISATION_PERCENT = (
+        "capacity.utilisation_percent"  # label resource: vcpu, memory, storage
+    )
 
 
 @dataclass(frozen=True, slots=True)
