@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api as js_api
+from nats.js.client import JetStreamContext
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -135,6 +136,12 @@ class EventBus:
         self._duplicate_window = duplicate_window_seconds
         self._subscriptions: list[Subscription] = []
         self.source = f"medcloud/{region}/{service}"
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context, for a service that keeps a stream of its own beside its events
+        (monitoring's samples)."""
+        return self._js
 
     @classmethod
     async def connect(
