@@ -1,0 +1,1 @@
+"""Monitoring's adapters: protobuf codecs, the JetStream sample log, etcd-held alerts."""

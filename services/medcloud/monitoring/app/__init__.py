@@ -1,0 +1,1 @@
+"""Monitoring's use cases: ingest, supervise (escalation and site health), inspect, configure."""

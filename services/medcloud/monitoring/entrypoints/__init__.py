@@ -1,0 +1,1 @@
+"""Monitoring's entry points: the gRPC API and the Prometheus endpoint."""
