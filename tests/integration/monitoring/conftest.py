@@ -165,12 +165,16 @@ class EventListener:
     def of(self, name: str) -> list[object]:
         return [payload for _, kind, payload in self.received if kind == name]
 
-    async def wait_for(self, name: str, count: int = 1, within_seconds: float = 20.0) -> list[object]:
+    async def wait_for(
+        self, name: str, count: int = 1, within_seconds: float = 20.0
+    ) -> list[object]:
         deadline = time.monotonic() + within_seconds
         while len(self.of(name)) < count:
             if time.monotonic() > deadline:
                 seen = sorted({kind for _, kind, _ in self.received})
-                raise AssertionError(f"{count} {name} not received within {within_seconds} s; saw {seen}")
+                raise AssertionError(
+                    f"{count} {name} not received within {within_seconds} s; saw {seen}"
+                )
             await asyncio.sleep(0.05)
         return self.of(name)
 

@@ -9,14 +9,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
-from medcloud.monitoring.domain.samples import Sample
+from medcloud.monitoring.domain.samples import LABEL_NAME, METRIC_NAME, METRIC_NAME_RULE, Sample
 
 _ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ID_RULE = (
     "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending alphanumeric"
 )
-_METRIC = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_LABEL = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_BATCH_SAMPLES = 10_000
 
 
@@ -32,12 +30,10 @@ def check_sender(node_id: str, centre_id: str) -> None:
 
 def _sample_violations(index: int, sample: Sample, previous: int) -> Iterator[FieldViolation]:
     at = f"samples[{index}]"
-    if not _METRIC.match(sample.series.metric):
-        yield FieldViolation(
-            f"{at}.metric", "must be dotted lower-case words, unit last: room.temperature_celsius"
-        )
+    if not METRIC_NAME.match(sample.series.metric):
+        yield FieldViolation(f"{at}.metric", f"must be {METRIC_NAME_RULE}")
     for name, _ in sample.series.labels:
-        if not _LABEL.match(name):
+        if not LABEL_NAME.match(name):
             yield FieldViolation(f"{at}.labels", f"label name {name!r} must be a lower-case word")
     if not math.isfinite(sample.value):
         yield FieldViolation(f"{at}.value", "must be a finite number")

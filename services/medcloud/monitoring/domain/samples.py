@@ -3,7 +3,13 @@ the centre can put a backfill in order and drop what it already holds."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# What the centre accepts as names; agents check the same before they buffer a reading.
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+METRIC_NAME_RULE = "dotted lower-case words, unit last, such as room.temperature_celsius"
+LABEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class Metric:
