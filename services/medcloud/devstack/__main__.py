@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     print("medcloud-devstack: ready\n" + stack.describe(), flush=True)
     if not args.no_example:
         print("\n" + stack.apply_reference_region(), flush=True)
+        print(stack.start_agents(), flush=True)
     print("\nTo use it from another shell:")
     for name, value in stack.environment().items():
         print(f"  export {name}={value}")

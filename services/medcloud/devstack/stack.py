@@ -93,6 +93,8 @@ class LocalStack:
         self.nats = NatsServer(work_dir / "nats", work_dir / "logs" / "nats.log", nats_port)
         self.clusters: list[KubeApiServer] = []
         self.services: list[ServiceProcess] = []
+        self.agents: list[ManagedProcess] = []
+        self.metrics_port = 0
         self.kubeconfig = work_dir / "kubeconfig"
 
     def environment(self) -> dict[str, str]:
@@ -120,13 +122,50 @@ class LocalStack:
                 # Each service learns where the ones started before it listen.
                 peers = {f"MEDCLOUD_{s.name.upper()}_ADDRESS": s.address for s in self.services}
                 service = ServiceProcess(
-                    name, self.work_dir / "logs" / f"{name}.log", {**self.environment(), **peers}
+                    name,
+                    self.work_dir / "logs" / f"{name}.log",
+                    {**self.environment(), **peers, **self._own_environment(name)},
                 )
                 self.services.append(service)
                 service.start()
         except StackError:
             self.stop()
             raise
+
+    def _own_environment(self, name: str) -> dict[str, str]:
+        if name == "monitoring":
+            self.metrics_port = free_port()
+            return {"MEDCLOUD_MONITORING_METRICS_LISTEN": f"{LOOPBACK}:{self.metrics_port}"}
+        return {}
+
+    def start_agents(self) -> str:
+        """Starts a node agent with simulated machine-room sensors at each of annex A's network
+        nodes, reporting to monitoring (when it runs)."""
+        monitoring = next((s for s in self.services if s.name == "monitoring"), None)
+        if monitoring is None:
+            return "monitoring is not running: no node agents started"
+        for number, node in enumerate(annex_a_region().nodes):
+            env = {
+                **os.environ,
+                "MEDCLOUD_REGION": self.region,
+                "MEDCLOUD_AGENT_NODE_ID": node.id,
+                "MEDCLOUD_AGENT_CENTRE_ID": node.centre_id,
+                "MEDCLOUD_MONITORING_ADDRESS": monitoring.address,
+                "MEDCLOUD_AGENT_BUFFER_DIR": str(self.work_dir / "agents" / node.id),
+                "MEDCLOUD_AGENT_SOURCE": f"simulator:seed={number}",
+            }
+            agent = ManagedProcess(
+                f"agent {node.id}",
+                [sys.executable, "-m", "medcloud.monitoring.agent"],
+                self.work_dir / "logs" / f"agent-{node.id}.log",
+                env,
+            )
+            agent.start()
+            self.agents.append(agent)
+        return (
+            f"monitoring: {len(self.agents)} node agents report simulated machine-room sensors; "
+            f"Prometheus metrics at http://{LOOPBACK}:{self.metrics_port}/metrics"
+        )
 
     def apply_reference_region(self) -> str:
         """Registers annex A's "three centres, four nodes, one backup" region in inventory (when
@@ -151,6 +190,7 @@ class LocalStack:
     def crashed(self) -> list[str]:
         """Components that were started and are no longer running."""
         names = [s.name for s in self.services if not s.process.running]
+        names += [agent.component for agent in self.agents if not agent.running]
         names += [
             name
             for name, server in (("etcd", self.etcd), ("nats", self.nats))
@@ -159,6 +199,8 @@ class LocalStack:
         return names
 
     def stop(self) -> None:
+        for agent in self.agents:
+            agent.stop()
         for service in reversed(self.services):
             service.process.stop()
         for cluster in reversed(self.clusters):
