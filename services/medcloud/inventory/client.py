@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from medcloud.inventory.adapters.codecs import KINDS
@@ -9,6 +10,22 @@ from medcloud.inventory.app.records import Record
 from medcloud.inventory.domain.model import Region
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
+
+PAGE_SIZE = 1000
+
+
+async def all_pages(
+    call: Callable[[Any], Awaitable[Any]], request_type: type, field: str
+) -> AsyncIterator[Any]:
+    """Every item of a List call (an asyncio stub's method), page after page."""
+    token = ""
+    while True:
+        page = await call(request_type(page_size=PAGE_SIZE, page_token=token))
+        for item in getattr(page, field):
+            yield item
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def create(stub: api_grpc.InventoryServiceStub, kind: str, fact: Any) -> Any:

@@ -17,6 +17,7 @@ from medcloud.monitoring.adapters.codecs import (
     WorkOrderCodec,
 )
 from medcloud.monitoring.adapters.events import ProtobufMonitoringEvents
+from medcloud.monitoring.adapters.inventory_capacity import InventoryCapacity
 from medcloud.monitoring.adapters.sample_log import JetStreamSampleLog
 from medcloud.monitoring.app.monitoring import (
     Monitoring,
@@ -59,6 +60,12 @@ class MonitoringSettings:
     retention_seconds: float = setting(
         "MEDCLOUD_MONITORING_RETENTION_SECONDS", default=6 * 3600.0, check=at_least(60)
     )
+    sample_log_max_bytes: int = setting(
+        "MEDCLOUD_MONITORING_SAMPLE_LOG_MAX_BYTES",
+        default=2 * 1024**3,
+        check=at_least(1024**2),
+        help="JetStream storage the sample log reserves; the oldest samples go first beyond it",
+    )
     supervise_seconds: float = setting(
         "MEDCLOUD_MONITORING_SUPERVISE_SECONDS", default=1.0, check=at_least(0.05)
     )
@@ -73,6 +80,14 @@ class MonitoringSettings:
     )
     site_up_after_heartbeats: int = setting(
         "MEDCLOUD_MONITORING_SITE_UP_AFTER_HEARTBEATS", default=3, check=at_least(1)
+    )
+    inventory_address: str = setting(
+        "MEDCLOUD_INVENTORY_ADDRESS",
+        default="",
+        help="the inventory service's gRPC address, HOST:PORT, for capacity utilisation",
+    )
+    capacity_seconds: float = setting(
+        "MEDCLOUD_MONITORING_CAPACITY_SECONDS", default=300.0, check=at_least(0.1)
     )
     critical_escalation_seconds: str = setting(
         "MEDCLOUD_MONITORING_CRITICAL_ESCALATION_SECONDS",
@@ -178,6 +193,7 @@ def main() -> int:
             context.bus.jetstream,
             context.settings.region,
             retention_seconds=settings.retention_seconds,
+            max_bytes=settings.sample_log_max_bytes,
         )
         await sample_log.ensure_stream()
         monitoring = Monitoring(
@@ -213,6 +229,13 @@ def main() -> int:
         context.run_in_background(
             monitoring.inspect_every(settings.inspection_interval_seconds), name="inspections"
         )
+        if settings.inventory_address:
+            context.run_in_background(
+                monitoring.record_capacity_every(
+                    InventoryCapacity(settings.inventory_address), settings.capacity_seconds
+                ),
+                name="capacity",
+            )
         return [binding(MonitoringApi(monitoring))]
 
     return run_service("monitoring", bootstrap)

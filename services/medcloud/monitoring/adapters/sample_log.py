@@ -26,7 +26,8 @@ def samples_stream_name(region: str) -> str:
 
 
 def samples_subject(region: str, node_id: str) -> str:
-    return f"medcloud.{region}.monitoring-samples.{node_id}"
+    # A centre's own series (capacity) have no node: "_" is no DNS label, so no node's subject.
+    return f"medcloud.{region}.monitoring-samples.{node_id or '_'}"
 
 
 class JetStreamSampleLog:
@@ -38,7 +39,7 @@ class JetStreamSampleLog:
         region: str,
         *,
         retention_seconds: float,
-        max_bytes: int = 8 * 1024**3,
+        max_bytes: int,
     ) -> None:
         self._js = jetstream
         self._region = region
@@ -61,14 +62,15 @@ class JetStreamSampleLog:
             await self._js.update_stream(config)
 
     async def append(self, node_id: str, centre_id: str, samples: Sequence[Sample]) -> None:
-        """Returns once the stream holds the batch. The message id covers the batch's sequences,
-        so a batch resent after a lost acknowledgement is stored once."""
+        """Returns once the stream holds the batch. The message id covers the batch's sequences
+        and first instant, so a batch resent after a lost acknowledgement is stored once."""
         message = events_pb.SamplesAccepted(
             node_id=node_id,
             centre_id=centre_id,
             samples=[sample_to_proto(sample) for sample in samples],
         )
-        msg_id = f"{node_id}:{samples[0].sequence}-{samples[-1].sequence}"
+        first, last = samples[0], samples[-1]
+        msg_id = f"{node_id}@{centre_id}:{first.sequence}-{last.sequence}@{first.observed_at!r}"
         try:
             await self._js.publish(
                 samples_subject(self._region, node_id),

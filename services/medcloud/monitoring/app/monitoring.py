@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from medcloud.core.errors import FailedPrecondition
-from medcloud.monitoring.app.ports import MonitoringEvents, SampleLog
+from medcloud.monitoring.app.ports import CapacitySource, MonitoringEvents, SampleLog
 from medcloud.monitoring.domain.alerts import (
     Alert,
     AlertBook,
@@ -123,7 +123,8 @@ class Monitoring:
         async for node_id, samples in self._sample_log.replay():
             for sample in samples:
                 self._engine.ingest(sample)
-            self._intake.mark_held(node_id, samples)
+            if node_id:  # a centre's own series (capacity) carry no agent sequence
+                self._intake.mark_held(node_id, samples)
             replayed += len(samples)
         log.info("monitoring state rebuilt", extra={"alerts": len(alerts), "samples": replayed})
 
@@ -152,6 +153,26 @@ class Monitoring:
                 # a node clock running ahead of the centre's must not date an alert in the future.
                 at = min(finding.observed_at, now)
                 self._unpublished.extend(self._book.observe(finding, at))
+
+    async def record_capacity(self, source: CapacitySource) -> int:
+        """Reads capacity utilisation per centre and judges it like any sample; returns how
+        many samples it took. These series belong to a centre, not a node."""
+        by_centre: dict[str, list[Sample]] = {}
+        for sample in await source.utilisation(self._clock()):
+            by_centre.setdefault(sample.series.centre_id, []).append(sample)
+        for centre_id, samples in by_centre.items():
+            await self._sample_log.append("", centre_id, samples)
+            self._judge(samples)
+        await self._persist()
+        return sum(len(samples) for samples in by_centre.values())
+
+    async def record_capacity_every(self, source: CapacitySource, interval_seconds: float) -> None:
+        while True:
+            try:
+                await self.record_capacity(source)
+            except Exception:
+                log.exception("capacity reading failed; trying again next interval")
+            await asyncio.sleep(interval_seconds)
 
     def heartbeat(self, node_id: str, centre_id: str) -> None:
         check_sender(node_id, centre_id)

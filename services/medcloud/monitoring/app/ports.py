@@ -25,3 +25,10 @@ class MonitoringEvents(Protocol):
 
     def event_id(self, event: object) -> str:
         """Deterministic where the same event may be written twice."""
+
+
+class CapacitySource(Protocol):
+    """Where capacity utilisation per centre comes from (inventory's claims)."""
+
+    async def utilisation(self, now: float) -> list[Sample]:
+        """Samples of `capacity.utilisation_percent` for a whole centre (node id empty)."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
 import grpc
 
 from medcloud.core.errors import Unavailable
+from medcloud.inventory.client import all_pages
 from medcloud.inventory.v1 import inventory_pb2 as inv
 from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
@@ -15,7 +13,6 @@ from medcloud.runtime.grpc_client import service_channel
 from medcloud.scheduling.app.ports import CapacityTaken, ProviderTake
 from medcloud.scheduling.domain import model
 
-_PAGE = 1000
 _CENTRE_ROLES = {
     inv.CENTRE_ROLE_HOSPITAL_ROOM: model.CentreRole.HOSPITAL_ROOM,
     inv.CENTRE_ROLE_CARRIER_PRODUCTION: model.CentreRole.CARRIER_PRODUCTION,
@@ -33,19 +30,6 @@ _STORAGE_CLASSES = {
 }
 
 
-async def _all_pages(
-    call: Callable[[Any], Awaitable[Any]], request_type: type, field: str
-) -> AsyncIterator[Any]:
-    token = ""
-    while True:
-        page = await call(request_type(page_size=_PAGE, page_token=token))
-        for item in getattr(page, field):
-            yield item
-        token = page.next_page_token
-        if not token:
-            return
-
-
 class InventoryClient:
     """Reads the region's free capacity and claims it, through `medcloud.inventory.v1`."""
 
@@ -60,22 +44,22 @@ class InventoryClient:
         try:
             centres = {
                 c.id: c
-                async for c in _all_pages(
+                async for c in all_pages(
                     self._stub.ListCentres, inv_api.ListCentresRequest, "centres"
                 )
             }
             clusters = {
                 c.id: c
-                async for c in _all_pages(
+                async for c in all_pages(
                     self._stub.ListClusters, inv_api.ListClustersRequest, "clusters"
                 )
             }
             hosts = [
-                h async for h in _all_pages(self._stub.ListHosts, inv_api.ListHostsRequest, "hosts")
+                h async for h in all_pages(self._stub.ListHosts, inv_api.ListHostsRequest, "hosts")
             ]
             pools = [
                 p
-                async for p in _all_pages(
+                async for p in all_pages(
                     self._stub.ListStoragePools, inv_api.ListStoragePoolsRequest, "pools"
                 )
             ]
