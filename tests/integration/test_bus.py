@@ -209,3 +209,26 @@ async def test_the_trace_id_survives_the_hop(buses):
         if s.name.startswith("process ") and s.context.trace_id == trace_id
     ]
     assert consumer_spans and consumer_spans[0].parent is not None
+
+
+async def test_a_subscriber_that_starts_before_its_source_still_gets_every_event(
+    nats_server, region
+):
+    subscriber = await EventBus.connect(nats_server.url, region, "scheduling")
+    recorder = Recorder()
+    try:
+        await subscriber.subscribe(
+            source_service="monitoring",
+            event_types=[wrappers_pb2.StringValue],
+            durable="early",
+            handler=recorder,
+        )
+        publisher = await EventBus.connect(nats_server.url, region, "monitoring")
+        try:
+            await publisher.publish(wrappers_pb2.StringValue(value="room-1 down"))
+            await asyncio.wait_for(recorder.arrived.wait(), timeout=10)
+        finally:
+            await publisher.close()
+    finally:
+        await subscriber.close()
+    assert [event.payload.value for event in recorder.events] == ["room-1 down"]

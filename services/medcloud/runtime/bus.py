@@ -162,10 +162,14 @@ class EventBus:
         await bus.ensure_stream()
         return bus
 
-    async def ensure_stream(self) -> None:
+    async def ensure_stream(self, service: str | None = None) -> None:
+        """Declares the stream of `service` (default: this one). Every service declares its own
+        stream the same way, so a subscriber that starts first may declare its source's stream
+        too: whoever comes second finds it as it would have made it."""
+        service = service or self.service
         config = js_api.StreamConfig(
-            name=stream_name(self.region, self.service),
-            subjects=[f"medcloud.{self.region}.{self.service}.>"],
+            name=stream_name(self.region, service),
+            subjects=[f"medcloud.{self.region}.{service}.>"],
             storage=js_api.StorageType.FILE,
             retention=js_api.RetentionPolicy.LIMITS,
             duplicate_window=self._duplicate_window,
@@ -250,10 +254,12 @@ class EventBus:
             pull = await self._js.pull_subscribe(
                 filters[0], durable=durable, stream=stream, config=config
             )
-        except nats.js.errors.NotFoundError as error:
-            raise Unavailable(
-                f"stream {stream} of service {source_service!r} does not exist"
-            ) from error
+        except nats.js.errors.NotFoundError:
+            # The source service has not started yet: its events will land in this stream.
+            await self.ensure_stream(source_service)
+            pull = await self._js.pull_subscribe(
+                filters[0], durable=durable, stream=stream, config=config
+            )
         subscription = Subscription(self, pull, durable, types_by_name, handler, policy, batch_size)
         subscription.start()
         self._subscriptions.append(subscription)
