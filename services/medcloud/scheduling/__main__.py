@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from medcloud.inventory.v1 import inventory_events_pb2 as inventory_events
 from medcloud.inventory.v1 import inventory_pb2 as inventory_pb
+from medcloud.monitoring.v1 import monitoring_events_pb2 as monitoring_events
 from medcloud.runtime.bus import ReceivedEvent
 from medcloud.runtime.config import ConfigError, HostPort, load_settings, setting
 from medcloud.runtime.grpc_server import ServiceBinding
@@ -24,6 +25,12 @@ class SchedulingSettings:
     inventory_address: HostPort = setting(
         "MEDCLOUD_INVENTORY_ADDRESS", help="the inventory service's gRPC address, HOST:PORT"
     )
+
+
+async def replace_after_site_down(placements: Placements, event: ReceivedEvent) -> None:
+    """Monitoring declared a centre down (every node silent, or every link down, past its
+    hysteresis): what ran there is placed elsewhere. Idempotent like the host case."""
+    await placements.replace_instances_in_centre(event.payload.centre_id)
 
 
 async def replace_after_host_down(placements: Placements, event: ReceivedEvent) -> None:
@@ -58,6 +65,12 @@ def main() -> int:
             event_types=[inventory_events.HostStateChanged],
             durable="scheduling-host-state",
             handler=lambda event: replace_after_host_down(placements, event),
+        )
+        await context.bus.subscribe(
+            source_service="monitoring",
+            event_types=[monitoring_events.SiteDown],
+            durable="scheduling-site-down",
+            handler=lambda event: replace_after_site_down(placements, event),
         )
         return [binding(SchedulingApi(placements))]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from medcloud.core.errors import (
     AlreadyExists,
@@ -24,6 +24,7 @@ from medcloud.scheduling.app.ports import (
 )
 from medcloud.scheduling.domain.model import (
     BusinessSystem,
+    RegionView,
     RoleCount,
     system_violations,
 )
@@ -133,26 +134,45 @@ class Placements:
     async def replace_instances_on(self, host_id: str) -> list[PlacementRecord]:
         """Moves exactly the instances that ran on `host_id` (gone down) and keeps the rest; each
         affected system is placed again as a whole, so every rule still holds."""
+        return await self._replace(lambda assignment: assignment.host_id == host_id)
+
+    async def replace_instances_in_centre(self, centre_id: str) -> list[PlacementRecord]:
+        """Moves exactly the instances that ran in a centre monitoring declared down, onto hosts
+        elsewhere. Inventory still lists the centre's hosts as active (a site down is a judgement
+        of reachability, not of each host), so they are left out of the view here."""
+        return await self._replace(
+            lambda assignment: assignment.centre_id == centre_id, avoid_centre=centre_id
+        )
+
+    async def _replace(
+        self, lost: Callable[[Assignment], bool], avoid_centre: str = ""
+    ) -> list[PlacementRecord]:
         affected = [
             item.value
             for item in await self._placements.list()
             if isinstance(item.value.outcome, Decision)
-            and any(a.host_id == host_id for a in item.value.outcome.assignments)
+            and any(lost(a) for a in item.value.outcome.assignments)
         ]
         results = []
         for record in affected:
             assert isinstance(record.outcome, Decision)
-            keep = [a for a in record.outcome.assignments if a.host_id != host_id]
-            results.append(await self._place_and_claim(record.system, keep))
+            keep = [a for a in record.outcome.assignments if not lost(a)]
+            results.append(await self._place_and_claim(record.system, keep, avoid_centre))
         return results
 
     async def _place_and_claim(
-        self, system: BusinessSystem, keep: Sequence[Assignment]
+        self, system: BusinessSystem, keep: Sequence[Assignment], avoid_centre: str = ""
     ) -> PlacementRecord:
         """The claim in inventory is the commit point: if the region changed since it was read,
         placement runs again on a fresh view."""
         for _attempt in range(PLACEMENT_ATTEMPTS):
-            outcome = place_system(system, await self._inventory.region_view(), keep=keep)
+            view = await self._inventory.region_view()
+            if avoid_centre:
+                view = RegionView(
+                    hosts=tuple(h for h in view.hosts if h.centre_id != avoid_centre),
+                    pools=tuple(p for p in view.pools if p.centre_id != avoid_centre),
+                )
+            outcome = place_system(system, view, keep=keep)
             if isinstance(outcome, Decision):
                 try:
                     await self._inventory.claim(system.id, takes_of(system, outcome))
