@@ -27,18 +27,24 @@ class SchedulingSettings:
     )
 
 
-async def replace_after_site_down(placements: Placements, event: ReceivedEvent) -> None:
+async def follow_site_health(placements: Placements, event: ReceivedEvent) -> None:
     """Monitoring declared a centre down (every node silent, or every link down, past its
-    hysteresis): what ran there is placed elsewhere. Idempotent like the host case."""
-    await placements.replace_instances_in_centre(event.payload.centre_id)
+    hysteresis): what ran there is placed elsewhere. A centre back up may admit what stayed
+    degraded. Idempotent: a second delivery finds nothing left to move."""
+    if isinstance(event.payload, monitoring_events.SiteDown):
+        await placements.replace_instances_in_centre(event.payload.centre_id)
+    else:
+        await placements.retry_degraded()
 
 
-async def replace_after_host_down(placements: Placements, event: ReceivedEvent) -> None:
-    """A host that went down takes its instances with it: place them again. Idempotent, since a
-    second delivery finds nothing left on that host."""
+async def follow_host_state(placements: Placements, event: ReceivedEvent) -> None:
+    """A host that went down takes its instances with it: place them again. A host back in
+    service may admit what stayed degraded. Idempotent like the above."""
     host = event.payload.host
     if host.state == inventory_pb.HOST_STATE_DOWN:
         await placements.replace_instances_on(host.id)
+    elif host.state == inventory_pb.HOST_STATE_ACTIVE:
+        await placements.retry_degraded()
 
 
 def main() -> int:
@@ -64,13 +70,13 @@ def main() -> int:
             source_service="inventory",
             event_types=[inventory_events.HostStateChanged],
             durable="scheduling-host-state",
-            handler=lambda event: replace_after_host_down(placements, event),
+            handler=lambda event: follow_host_state(placements, event),
         )
         await context.bus.subscribe(
             source_service="monitoring",
-            event_types=[monitoring_events.SiteDown],
-            durable="scheduling-site-down",
-            handler=lambda event: replace_after_site_down(placements, event),
+            event_types=[monitoring_events.SiteDown, monitoring_events.SiteUp],
+            durable="scheduling-site-health",
+            handler=lambda event: follow_site_health(placements, event),
         )
         return [binding(SchedulingApi(placements))]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from medcloud.common.v1 import data_classification_pb2 as common_pb
 from medcloud.runtime.proto_enums import enum_from_proto, enum_to_proto
-from medcloud.scheduling.app.ports import PlacementRecord
+from medcloud.scheduling.app.ports import Degraded, PlacementRecord
 from medcloud.scheduling.domain import model
 from medcloud.scheduling.domain.placement import (
     Assignment,
@@ -113,23 +113,49 @@ def _scores_to_proto(scores: Any) -> dict[str, float]:
     return {str(rule): score for rule, score in scores.items()}
 
 
+def _assignment_to_proto(a: Assignment) -> pb.Assignment:
+    return pb.Assignment(
+        instance=_instance_to_proto(a.instance),
+        host_id=a.host_id,
+        pool_id=a.pool_id,
+        centre_id=a.centre_id,
+        scores=_scores_to_proto(a.scores),
+        total_score=a.total_score,
+    )
+
+
+def _assignment_from_proto(system_id: str, a: pb.Assignment) -> Assignment:
+    return Assignment(
+        instance=_instance_from_proto(system_id, a.instance),
+        host_id=a.host_id,
+        pool_id=a.pool_id,
+        centre_id=a.centre_id,
+        scores={_rule_from_text(k): v for k, v in a.scores.items()},
+        total_score=a.total_score,
+    )
+
+
 def record_to_proto(record: PlacementRecord) -> pb.Placement:
     outcome = record.outcome
-    placed = isinstance(outcome, Decision)
+    if isinstance(outcome, Decision):
+        state, explanation, message = pb.PLACEMENT_STATE_PLACED, outcome.explanation, ""
+    elif isinstance(outcome, Degraded):
+        refusal = outcome.refusal
+        state, explanation, message = (
+            pb.PLACEMENT_STATE_DEGRADED,
+            refusal.explanation,
+            refusal.message,
+        )
+    else:
+        state, explanation, message = (
+            pb.PLACEMENT_STATE_FAILED,
+            outcome.explanation,
+            outcome.message,
+        )
     return pb.Placement(
         system=system_to_proto(record.system),
-        state=pb.PLACEMENT_STATE_PLACED if placed else pb.PLACEMENT_STATE_FAILED,
-        assignments=[
-            pb.Assignment(
-                instance=_instance_to_proto(a.instance),
-                host_id=a.host_id,
-                pool_id=a.pool_id,
-                centre_id=a.centre_id,
-                scores=_scores_to_proto(a.scores),
-                total_score=a.total_score,
-            )
-            for a in (outcome.assignments if placed else ())
-        ],
+        state=state,
+        assignments=[_assignment_to_proto(a) for a in record.running],
         explanation=[
             pb.InstanceExplanation(
                 instance=_instance_to_proto(e.instance),
@@ -138,9 +164,9 @@ def record_to_proto(record: PlacementRecord) -> pb.Placement:
                 chosen_host_id=e.chosen_host_id,
                 summary=e.summary(),
             )
-            for e in outcome.explanation.instances
+            for e in explanation.instances
         ],
-        message="" if placed else outcome.message,
+        message=message,
         generation=record.generation,
     )
 
@@ -158,26 +184,15 @@ def record_from_proto(message: pb.Placement) -> PlacementRecord:
             for e in message.explanation
         )
     )
-    outcome: Decision | Refusal
+    assignments = tuple(_assignment_from_proto(system.id, a) for a in message.assignments)
+    outcome: Decision | Refusal | Degraded
     if message.state == pb.PLACEMENT_STATE_PLACED:
-        outcome = Decision(
-            system.id,
-            tuple(
-                Assignment(
-                    instance=_instance_from_proto(system.id, a.instance),
-                    host_id=a.host_id,
-                    pool_id=a.pool_id,
-                    centre_id=a.centre_id,
-                    scores={_rule_from_text(k): v for k, v in a.scores.items()},
-                    total_score=a.total_score,
-                )
-                for a in message.assignments
-            ),
-            explanation,
-        )
+        outcome = Decision(system.id, assignments, explanation)
     else:
         failed = next(e for e in explanation.instances if not e.chosen_host_id)
         outcome = Refusal(system.id, failed.instance, explanation)
+        if message.state == pb.PLACEMENT_STATE_DEGRADED:
+            outcome = Degraded(assignments, outcome)
     return PlacementRecord(system, outcome, message.generation)
 
 
@@ -200,6 +215,9 @@ class ProtobufPlacementEvents:
 
     def failed(self, record: PlacementRecord) -> events_pb.PlacementFailed:
         return events_pb.PlacementFailed(placement=record_to_proto(record))
+
+    def degraded(self, record: PlacementRecord) -> events_pb.PlacementDegraded:
+        return events_pb.PlacementDegraded(placement=record_to_proto(record))
 
     def released(self, system_id: str) -> events_pb.PlacementReleased:
         return events_pb.PlacementReleased(system_id=system_id)

@@ -17,6 +17,7 @@ from medcloud.runtime.outbox import Outbox
 from medcloud.runtime.store import Collection, EtcdStore, Transaction
 from medcloud.scheduling.app.ports import (
     CapacityTaken,
+    Degraded,
     Inventory,
     PlacementEvents,
     PlacementRecord,
@@ -31,6 +32,7 @@ from medcloud.scheduling.domain.model import (
 from medcloud.scheduling.domain.placement import (
     Assignment,
     Decision,
+    Refusal,
     place_batch,
     place_system,
 )
@@ -38,11 +40,11 @@ from medcloud.scheduling.domain.placement import (
 PLACEMENT_ATTEMPTS = 3
 
 
-def takes_of(system: BusinessSystem, decision: Decision) -> list[ProviderTake]:
+def takes_of(system: BusinessSystem, assignments: Sequence[Assignment]) -> list[ProviderTake]:
     """One claim for the whole system: instances sharing a host or pool add up."""
     per_host: dict[str, int] = defaultdict(int)
     per_pool: dict[str, int] = defaultdict(int)
-    for assignment in decision.assignments:
+    for assignment in assignments:
         per_host[assignment.host_id] += 1
         if assignment.pool_id:
             per_pool[assignment.pool_id] += 1
@@ -77,7 +79,7 @@ class Placements:
         if violations := system_violations(system):
             raise InvalidArgument(violations)
         previous = await self._placements.get(system.id)
-        if previous is not None and isinstance(previous.value.outcome, Decision):
+        if previous is not None and previous.value.holds_capacity:
             raise AlreadyExists("placement", system.id)
         return await self._place_and_claim(system, keep=())
 
@@ -96,14 +98,14 @@ class Placements:
             raise InvalidArgument.single("systems", f"system ids must be unique: {duplicates}")
         for system in systems:  # before placing any, so that a refused batch leaves nothing
             found = await self._placements.get(system.id)
-            if found is not None and isinstance(found.value.outcome, Decision):
+            if found is not None and found.value.holds_capacity:
                 raise AlreadyExists("placement", system.id)
         outcomes = place_batch(systems, await self._inventory.region_view())
         records = []
         for system, outcome in zip(systems, outcomes, strict=True):
             if isinstance(outcome, Decision):
                 try:
-                    await self._inventory.claim(system.id, takes_of(system, outcome))
+                    await self._inventory.claim(system.id, takes_of(system, outcome.assignments))
                 except CapacityTaken:
                     # The region changed under the batch: this one is placed again on its own.
                     records.append(await self._place_and_claim(system, keep=()))
@@ -122,6 +124,10 @@ class Placements:
         """Scales a placed system out or in (R-7.3b): instances that remain stay where they are,
         new ones are placed by the same rules, and the claim follows in one step."""
         current = await self.get(system_id)
+        if isinstance(current.outcome, Degraded):
+            raise FailedPrecondition(
+                f"system {system_id!r} is degraded: it is placed whole again when capacity returns"
+            )
         if not isinstance(current.outcome, Decision):
             raise FailedPrecondition(f"system {system_id!r} is not placed; place it first")
         scaled = dataclasses.replace(current.system, roles=roles)
@@ -150,21 +156,48 @@ class Placements:
         affected = [
             item.value
             for item in await self._placements.list()
-            if isinstance(item.value.outcome, Decision)
-            and any(lost(a) for a in item.value.outcome.assignments)
+            if any(lost(a) for a in item.value.running)
         ]
         results = []
         for record in affected:
-            assert isinstance(record.outcome, Decision)
-            keep = [a for a in record.outcome.assignments if not lost(a)]
-            results.append(await self._place_and_claim(record.system, keep, avoid_centre))
+            keep = [a for a in record.running if not lost(a)]
+            results.append(
+                await self._place_and_claim(record.system, keep, avoid_centre, degrade=True)
+            )
+        return results
+
+    async def retry_degraded(self) -> list[PlacementRecord]:
+        """Places degraded systems whole again where the region now admits them (a host or a
+        centre came back); the others stay degraded, unchanged."""
+        results = []
+        for item in await self._placements.list():
+            degraded = item.value.outcome
+            if isinstance(degraded, Degraded):
+                outcome = await self._decide(item.value.system, degraded.kept)
+                if isinstance(outcome, Decision):
+                    results.append(await self._record(item.value.system, outcome))
         return results
 
     async def _place_and_claim(
-        self, system: BusinessSystem, keep: Sequence[Assignment], avoid_centre: str = ""
+        self,
+        system: BusinessSystem,
+        keep: Sequence[Assignment],
+        avoid_centre: str = "",
+        *,
+        degrade: bool = False,
     ) -> PlacementRecord:
-        """The claim in inventory is the commit point: if the region changed since it was read,
-        placement runs again on a fresh view."""
+        return await self._record(system, await self._decide(system, keep, avoid_centre, degrade))
+
+    async def _decide(
+        self,
+        system: BusinessSystem,
+        keep: Sequence[Assignment],
+        avoid_centre: str = "",
+        degrade: bool = False,
+    ) -> Decision | Refusal | Degraded:
+        """Places and claims. The claim in inventory is the commit point: if the region changed
+        since it was read, placement runs again on a fresh view. With `degrade`, a refusal keeps
+        the instances in `keep` running and claimed (Degraded) rather than failing the system."""
         for _attempt in range(PLACEMENT_ATTEMPTS):
             view = await self._inventory.region_view()
             if avoid_centre:
@@ -172,13 +205,16 @@ class Placements:
                     hosts=tuple(h for h in view.hosts if h.centre_id != avoid_centre),
                     pools=tuple(p for p in view.pools if p.centre_id != avoid_centre),
                 )
-            outcome = place_system(system, view, keep=keep)
-            if isinstance(outcome, Decision):
+            outcome: Decision | Refusal | Degraded = place_system(system, view, keep=keep)
+            if isinstance(outcome, Refusal) and degrade and keep:
+                outcome = Degraded(tuple(keep), outcome)
+            if isinstance(outcome, Decision | Degraded):
+                running = outcome.assignments if isinstance(outcome, Decision) else outcome.kept
                 try:
-                    await self._inventory.claim(system.id, takes_of(system, outcome))
+                    await self._inventory.claim(system.id, takes_of(system, running))
                 except CapacityTaken:
                     continue
-            return await self._record(system, outcome)
+            return outcome
         raise ConcurrencyConflict(
             f"placing {system.id!r}: the region kept changing under {PLACEMENT_ATTEMPTS} attempts"
         )
@@ -217,11 +253,12 @@ class Placements:
             generation = previous.value.generation + 1 if previous else 1
             record = PlacementRecord(system, outcome, generation)  # type: ignore[arg-type]
             transaction.put(self._placements, system.id, record)
-            payload = (
-                self._events.decided(record)
-                if isinstance(outcome, Decision)
-                else self._events.failed(record)
-            )
+            if isinstance(outcome, Decision):
+                payload = self._events.decided(record)
+            elif isinstance(outcome, Degraded):
+                payload = self._events.degraded(record)
+            else:
+                payload = self._events.failed(record)
             self._outbox.add(transaction, payload, f"placement-{system.id}-{generation}")
             return record
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from medcloud.scheduling.domain.model import BusinessSystem, RegionView
-from medcloud.scheduling.domain.placement import Decision, Refusal
+from medcloud.scheduling.domain.placement import Assignment, Decision, Refusal
 
 
 class CapacityTaken(Exception):
@@ -34,15 +34,39 @@ class Inventory(Protocol):
 
 
 @dataclass(frozen=True)
+class Degraded:
+    """Re-placement found no host for instances that lost theirs: the others keep running where
+    they are (`kept`, still claimed), and `refusal` says which rules refused the rest."""
+
+    kept: tuple[Assignment, ...]
+    refusal: Refusal
+
+
+@dataclass(frozen=True)
 class PlacementRecord:
     system: BusinessSystem
-    outcome: Decision | Refusal
+    outcome: Decision | Refusal | Degraded
     generation: int
+
+    @property
+    def holds_capacity(self) -> bool:
+        """Placed in whole or in part: its instances run and inventory holds its claim."""
+        return isinstance(self.outcome, Decision | Degraded)
+
+    @property
+    def running(self) -> tuple[Assignment, ...]:
+        if isinstance(self.outcome, Decision):
+            return self.outcome.assignments
+        if isinstance(self.outcome, Degraded):
+            return self.outcome.kept
+        return ()
 
 
 class PlacementEvents(Protocol):
     def decided(self, record: PlacementRecord) -> Any: ...
 
     def failed(self, record: PlacementRecord) -> Any: ...
+
+    def degraded(self, record: PlacementRecord) -> Any: ...
 
     def released(self, system_id: str) -> Any: ...
