@@ -87,13 +87,15 @@ $(STAMPS)/solver-venv: | $(STAMPS)
 	@touch $@
 
 .PHONY: bench
-bench: install servers $(STAMPS)/solver-venv ## Measure runtime overheads, kube-apiserver start-up and inventory; prints figures
+bench: install servers $(STAMPS)/solver-venv ## Measure runtime overheads, kube-apiserver start-up and each service; prints figures
 	$(PY) bench/bus_overhead.py
 	$(PY) bench/store_overhead.py
 	$(PY) bench/grpc_overhead.py
 	$(PY) bench/kube_apiserver.py
 	$(PY) bench/inventory.py
 	$(PY) bench/scheduling.py
+	$(PY) bench/monitoring.py
+	$(PY) bench/agent_buffer.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and caches
