@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from medcloud.devstack.stack import LocalStack
+from medcloud.devstack.stack import LocalStack, open_aio_channel
 from medcloud.inventory.v1 import inventory_pb2 as pb
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
@@ -154,7 +154,7 @@ async def main() -> None:
         stack.start()
         try:
             address = stack.services[0].address
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with open_aio_channel(address, stack.operator_tls) as channel:
                 stub = api_grpc.InventoryServiceStub(channel)
                 await _seed_topology(stub)
                 registered = 0

@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import nats
 
-from medcloud.devstack.stack import LocalStack
+from medcloud.devstack.stack import LocalStack, open_aio_channel
 from medcloud.monitoring.v1 import monitoring_events_pb2 as events_pb
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
@@ -202,7 +201,7 @@ async def main() -> None:
         stack.start()
         try:
             address = stack.services[0].address
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with open_aio_channel(address, stack.operator_tls) as channel:
                 stub = api_grpc.MonitoringServiceStub(channel)
                 print("ingest:")
                 await throughput(stub)

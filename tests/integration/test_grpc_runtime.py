@@ -19,7 +19,9 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 
 from medcloud.devstack.processes import ManagedProcess, free_port
+from medcloud.devstack.stack import SERVICE
 from medcloud.runtime.grpc_client import service_channel
+from tests.support.identities import client_channel, material
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _health(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         return (
             health_pb2_grpc.HealthStub(channel)
             .Check(health_pb2.HealthCheckRequest(), timeout=2)
@@ -53,7 +55,7 @@ def echo_service(
 
 def test_health_reports_serving_for_the_server_and_each_service(echo_service):
     _, address = echo_service
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         for service in ("", "test.Echo"):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
@@ -62,7 +64,7 @@ def test_health_reports_serving_for_the_server_and_each_service(echo_service):
 
 def test_domain_error_arrives_as_invalid_argument_naming_the_field(echo_service):
     _, address = echo_service
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         reject = channel.unary_unary("/test.Echo/Reject")
         with pytest.raises(grpc.RpcError) as raised:
             reject(b"", timeout=5)
@@ -78,7 +80,7 @@ def test_domain_error_arrives_as_invalid_argument_naming_the_field(echo_service)
 def test_a_call_is_handled_inside_the_callers_trace(echo_service):
     _, address = echo_service
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         reply = channel.unary_unary("/test.Echo/TraceId")(
             b"", metadata=[("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")], timeout=5
         )
@@ -88,7 +90,7 @@ def test_a_call_is_handled_inside_the_callers_trace(echo_service):
 async def test_a_service_channel_carries_the_callers_trace(echo_service):
     _, address = echo_service
     with trace.get_tracer("tests").start_as_current_span("place HIS") as span:
-        async with service_channel(address) as channel:
+        async with service_channel(address, material("caller", (SERVICE,))) as channel:
             reply = await channel.unary_unary("/test.Echo/TraceId")(b"", timeout=5)
         trace_id = format(span.get_span_context().trace_id, "032x")
     assert reply.decode() == trace_id
@@ -99,7 +101,7 @@ def test_sigterm_reports_not_serving_and_lets_the_in_flight_call_finish(echo_ser
     outcome: dict[str, object] = {}
 
     def slow_call() -> None:
-        with grpc.insecure_channel(address) as channel:
+        with client_channel(address) as channel:
             try:
                 outcome["reply"] = channel.unary_unary("/test.Echo/Echo")(b"2500", timeout=20)
             except grpc.RpcError as error:

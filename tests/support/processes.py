@@ -8,6 +8,7 @@ from pathlib import Path
 
 from medcloud.devstack.processes import ManagedProcess, free_port
 from medcloud.devstack.stack import grpc_serving
+from tests.support.identities import identity
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,9 +22,10 @@ def start_service(
     address: str = "",
     extra_env: dict[str, str] | None = None,
 ) -> tuple[ManagedProcess, str]:
-    """Runs `python -m module` against the given etcd and NATS until its health check says
-    SERVING; returns the process and its gRPC address."""
+    """Runs `python -m module` against the given etcd and NATS, with a certificate of its own,
+    until its health check says SERVING; returns the process and its gRPC address."""
     address = address or f"127.0.0.1:{free_port()}"
+    tls = identity(module.removeprefix("medcloud.").replace(".", "-"))
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -32,9 +34,10 @@ def start_service(
         "MEDCLOUD_NATS_URL": nats_url,
         "MEDCLOUD_GRPC_LISTEN": address,
         "MEDCLOUD_SHUTDOWN_GRACE_SECONDS": "10",
+        **tls.environment(),
         **(extra_env or {}),
     }
     process = ManagedProcess(module, [sys.executable, "-m", module], log_path, env)
     process.start()
-    process.wait_until_healthy(lambda: grpc_serving(address), 60)
+    process.wait_until_healthy(lambda: grpc_serving(address, tls), 60)
     return process, address

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medcloud.runtime.config import ConfigError, HostPort, ServiceSettings, load_settings
+from medcloud.runtime.tls import tls_from_environment
 
 GOOD = {
     "MEDCLOUD_REGION": "panyu",
@@ -64,3 +65,17 @@ def test_a_number_that_is_not_one_is_refused():
         ConfigError, match="MEDCLOUD_SHUTDOWN_GRACE_SECONDS='soon': expected a number"
     ):
         load_settings(ServiceSettings, {**GOOD, "MEDCLOUD_SHUTDOWN_GRACE_SECONDS": "soon"})
+
+
+def test_tls_files_are_all_or_nothing_and_must_exist(tmp_path):
+    assert tls_from_environment({}) is None
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"-----BEGIN CERTIFICATE-----")
+    with pytest.raises(ConfigError) as partial:
+        tls_from_environment(
+            {"MEDCLOUD_TLS_CA_FILE": str(ca), "MEDCLOUD_TLS_KEY_FILE": str(tmp_path / "gone.key")}
+        )
+    assert partial.value.problems == [
+        "MEDCLOUD_TLS_CERT_FILE: required with the other TLS files",
+        f"MEDCLOUD_TLS_KEY_FILE={str(tmp_path / 'gone.key')!r}: no such file",
+    ]

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + stack.apply_reference_region(), flush=True)
         print(stack.start_agents(), flush=True)
     print("\nTo use it from another shell:")
-    for name, value in stack.environment().items():
+    for name, value in stack.client_environment().items():
         print(f"  export {name}={value}")
     if stack.clusters:
         print(

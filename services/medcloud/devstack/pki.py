@@ -1,5 +1,5 @@
-"""Certificates and keys for a local Kubernetes API server: a CA, a serving certificate for
-loopback, client certificates for kubeconfigs, and the service-account signing key."""
+"""Certificates and keys for the local stack: a CA per Kubernetes API server (serving and client
+certificates, the service-account signing key) and the region's CA for medcloud's mutual TLS."""
 
 from __future__ import annotations
 
@@ -78,12 +78,13 @@ class CertificateAuthority:
     def cert_pem(self) -> bytes:
         return _cert_pem(self.certificate)
 
-    def _issue(
+    def issue_certificate(
         self,
         subject: x509.Name,
-        usage: x509.ObjectIdentifier,
+        usage: x509.ObjectIdentifier | list[x509.ObjectIdentifier],
         alternative_names: list[x509.GeneralName] | None = None,
     ) -> IssuedCertificate:
+        usages = usage if isinstance(usage, list) else [usage]
         key = _new_key()
         now = datetime.datetime.now(datetime.UTC)
         builder = (
@@ -95,7 +96,7 @@ class CertificateAuthority:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + _VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if alternative_names:
             builder = builder.add_extension(
@@ -113,13 +114,59 @@ class CertificateAuthority:
         if host not in ("127.0.0.1", "localhost"):
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-        return self._issue(subject, ExtendedKeyUsageOID.SERVER_AUTH, names)
+        return self.issue_certificate(subject, ExtendedKeyUsageOID.SERVER_AUTH, names)
 
     def issue_client(self, user: str, groups: tuple[str, ...] = ()) -> IssuedCertificate:
         """A client certificate for Kubernetes user `user` (CN) in `groups` (O)."""
         attributes = [x509.NameAttribute(NameOID.COMMON_NAME, user)]
         attributes += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
-        return self._issue(x509.Name(attributes), ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self.issue_certificate(x509.Name(attributes), ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def _loopback_names() -> list[x509.GeneralName]:
+    return [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def environment(self) -> dict[str, str]:
+        """The MEDCLOUD_TLS_* variables a medcloud process reads its material from."""
+        return {
+            "MEDCLOUD_TLS_CA_FILE": str(self.ca),
+            "MEDCLOUD_TLS_CERT_FILE": str(self.cert),
+            "MEDCLOUD_TLS_KEY_FILE": str(self.key),
+        }
+
+
+class RegionPki:
+    """The region's CA and the certificates it issued, as files under `directory`. Every medcloud
+    process gets one certificate for both ends of its calls: common name = who (a service, an
+    agent's node, a person), organisations = the roles it holds."""
+
+    def __init__(self, directory: Path, region: str) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.authority = CertificateAuthority(f"medcloud {region} CA")
+        self.ca_path = directory / "ca.pem"
+        self.ca_path.write_bytes(self.authority.cert_pem)
+
+    def issue(self, name: str, roles: tuple[str, ...]) -> TlsFiles:
+        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, name)]
+        attributes += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, role) for role in roles]
+        issued = self.authority.issue_certificate(
+            x509.Name(attributes),
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            _loopback_names(),
+        )
+        cert, key = self.directory / f"{name}.pem", self.directory / f"{name}.key"
+        cert.write_bytes(issued.cert_pem)
+        key.write_bytes(issued.key_pem)
+        key.chmod(0o600)
+        return TlsFiles(self.ca_path, cert, key)
 
 
 def write_service_account_keys(directory: Path) -> tuple[Path, Path]:

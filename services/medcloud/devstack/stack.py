@@ -12,12 +12,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer, merge_kubeconfigs
+from medcloud.devstack.pki import RegionPki, TlsFiles
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
 from medcloud.devstack.servers import LOOPBACK, EtcdServer, NatsServer
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
+from medcloud.runtime.tls import TlsMaterial
+
+# Roles a certificate carries (its organisations), as the services' access checks read them.
+SERVICE = "service"
+AGENT = "agent"
+SYSTEM_ADMINISTRATOR = "system-administrator"
 
 # In the order they start: later services may subscribe to earlier ones' streams.
 KNOWN_SERVICES = ("inventory", "scheduling", "monitoring", "security", "backup")
@@ -33,9 +40,25 @@ def available_services() -> tuple[str, ...]:
     )
 
 
-def grpc_serving(address: str, timeout_seconds: float = 1.0) -> bool:
+def open_channel(address: str, tls: TlsFiles | None) -> grpc.Channel:
+    """A blocking channel to a medcloud service: mutual TLS with `tls`, plaintext without."""
+    if tls is None:
+        return grpc.insecure_channel(address)
+    material = TlsMaterial.from_files(tls.ca, tls.cert, tls.key)
+    return grpc.secure_channel(address, material.channel_credentials())
+
+
+def open_aio_channel(address: str, tls: TlsFiles | None) -> grpc.aio.Channel:
+    """The asyncio counterpart of `open_channel`."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    material = TlsMaterial.from_files(tls.ca, tls.cert, tls.key)
+    return grpc.aio.secure_channel(address, material.channel_credentials())
+
+
+def grpc_serving(address: str, tls: TlsFiles | None, timeout_seconds: float = 1.0) -> bool:
     """True when the server at `address` answers the standard health check with SERVING."""
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout_seconds
@@ -52,11 +75,17 @@ class ServiceProcess:
     name: str
     log_path: Path
     environment: dict[str, str]
+    tls: TlsFiles
     grpc_port: int = field(default_factory=free_port)
     startup_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        env = {**os.environ, **self.environment, "MEDCLOUD_GRPC_LISTEN": self.address}
+        env = {
+            **os.environ,
+            **self.environment,
+            **self.tls.environment(),
+            "MEDCLOUD_GRPC_LISTEN": self.address,
+        }
         self.process = ManagedProcess(
             self.name, [sys.executable, "-m", f"medcloud.{self.name}"], self.log_path, env
         )
@@ -68,7 +97,7 @@ class ServiceProcess:
     def start(self) -> None:
         self.process.start()
         self.process.wait_until_healthy(
-            lambda: grpc_serving(self.address), self.startup_timeout_seconds
+            lambda: grpc_serving(self.address, self.tls), self.startup_timeout_seconds
         )
 
 
@@ -96,17 +125,27 @@ class LocalStack:
         self.agents: list[ManagedProcess] = []
         self.metrics_port = 0
         self.kubeconfig = work_dir / "kubeconfig"
+        self.pki: RegionPki | None = None
+        # The region operator's client certificate, for the CLI and the example region.
+        self.operator_tls: TlsFiles | None = None
 
     def environment(self) -> dict[str, str]:
-        """What a service or client needs to reach this stack."""
+        """What a service needs to reach this stack (its own certificate comes apart)."""
         return {
             "MEDCLOUD_REGION": self.region,
             "MEDCLOUD_ETCD_ENDPOINT": self.etcd.endpoint,
             "MEDCLOUD_NATS_URL": self.nats.url,
         }
 
+    def client_environment(self) -> dict[str, str]:
+        """What a person's shell needs: the stack, and the region operator's certificate."""
+        tls = self.operator_tls.environment() if self.operator_tls else {}
+        return {**self.environment(), **tls}
+
     def start(self) -> None:
         try:
+            self.pki = RegionPki(self.work_dir / "pki", self.region)
+            self.operator_tls = self.pki.issue("region-operator", (SYSTEM_ADMINISTRATOR,))
             self.etcd.start()
             self.nats.start()
             self.clusters = [
@@ -125,6 +164,7 @@ class LocalStack:
                     name,
                     self.work_dir / "logs" / f"{name}.log",
                     {**self.environment(), **peers, **self._own_environment(name)},
+                    self.pki.issue(name, (SERVICE,)),
                 )
                 self.services.append(service)
                 service.start()
@@ -153,6 +193,7 @@ class LocalStack:
                 "MEDCLOUD_MONITORING_ADDRESS": monitoring.address,
                 "MEDCLOUD_AGENT_BUFFER_DIR": str(self.work_dir / "agents" / node.id),
                 "MEDCLOUD_AGENT_SOURCE": f"simulator:seed={number}",
+                **self.pki.issue(f"agent-{node.id}", (AGENT,)).environment(),
             }
             agent = ManagedProcess(
                 f"agent {node.id}",
@@ -173,7 +214,7 @@ class LocalStack:
         inventory = next((s for s in self.services if s.name == "inventory"), None)
         if inventory is None:
             return "inventory is not running: no example region applied"
-        with grpc.insecure_channel(inventory.address) as channel:
+        with open_channel(inventory.address, self.operator_tls) as channel:
             stub = api_grpc.InventoryServiceStub(channel)
             counts = register_region(stub, annex_a_region())
             findings = stub.ValidateTopology(api.ValidateTopologyRequest(), timeout=10).findings

@@ -232,7 +232,8 @@ def main() -> int:
         if settings.inventory_address:
             context.run_in_background(
                 monitoring.record_capacity_every(
-                    InventoryCapacity(settings.inventory_address), settings.capacity_seconds
+                    InventoryCapacity(settings.inventory_address, context.tls),
+                    settings.capacity_seconds,
                 ),
                 name="capacity",
             )

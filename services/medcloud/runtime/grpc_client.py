@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 from opentelemetry.trace import SpanKind
 
+from medcloud.runtime.tls import TlsMaterial
 from medcloud.runtime.tracing import outgoing_span
 
 
@@ -34,6 +35,11 @@ class _TraceContextInterceptor(
             return await continuation(self._with_trace(details, headers), request)
 
 
-def service_channel(address: str) -> grpc.aio.Channel:
-    """An insecure channel to another service on the cluster network, carrying trace context."""
-    return grpc.aio.insecure_channel(address, interceptors=[_TraceContextInterceptor()])
+def service_channel(address: str, tls: TlsMaterial | None) -> grpc.aio.Channel:
+    """A channel to another service, carrying trace context: mutual TLS with this process's
+    certificate, or plaintext where no TLS material is configured."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, interceptors=[_TraceContextInterceptor()])
+    return grpc.aio.secure_channel(
+        address, tls.channel_credentials(), interceptors=[_TraceContextInterceptor()]
+    )

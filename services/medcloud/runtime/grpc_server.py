@@ -31,6 +31,7 @@ from medcloud.core.errors import (
     Unavailable,
 )
 from medcloud.runtime.config import HostPort
+from medcloud.runtime.tls import TlsMaterial
 from medcloud.runtime.tracing import incoming_span
 
 log = logging.getLogger(__name__)
@@ -169,8 +170,10 @@ class GrpcServer:
         listen: HostPort,
         shutdown_grace_seconds: float,
         drain_delay_seconds: float = 1.0,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self._bindings = tuple(bindings)
+        self._tls = tls
         self._listen = listen
         self._grace = shutdown_grace_seconds
         self._drain_delay = drain_delay_seconds
@@ -194,7 +197,12 @@ class GrpcServer:
             ],
             self._server,
         )
-        self.port = self._server.add_insecure_port(str(self._listen))
+        if self._tls is None:
+            self.port = self._server.add_insecure_port(str(self._listen))
+        else:
+            self.port = self._server.add_secure_port(
+                str(self._listen), self._tls.server_credentials()
+            )
         if self.port == 0:
             raise OSError(f"cannot bind gRPC server to {self._listen}")
         await self._server.start()

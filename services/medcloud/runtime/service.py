@@ -15,6 +15,7 @@ from medcloud.runtime.grpc_server import GrpcServer, ServiceBinding, wait_for_sh
 from medcloud.runtime.logs import configure_logging
 from medcloud.runtime.store import EtcdStore
 from medcloud.runtime.telemetry import configure_telemetry
+from medcloud.runtime.tls import TlsMaterial, tls_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class ServiceContext:
     settings: ServiceSettings
     store: EtcdStore
     bus: EventBus
+    # This process's certificate, for calls to other services (None: plaintext).
+    tls: TlsMaterial | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def run_in_background(self, work: Coroutine[object, object, None], name: str) -> None:
@@ -40,13 +43,17 @@ class ServiceContext:
 Bootstrap = Callable[[ServiceContext], Awaitable[Sequence[ServiceBinding]]]
 
 
-async def _serve(name: str, settings: ServiceSettings, bootstrap: Bootstrap) -> None:
+async def _serve(
+    name: str, settings: ServiceSettings, tls: TlsMaterial | None, bootstrap: Bootstrap
+) -> None:
     store = await EtcdStore.connect(settings.etcd_endpoint, settings.region, name)
     try:
         bus = await EventBus.connect(settings.nats_url, settings.region, name)
         try:
-            bindings = await bootstrap(ServiceContext(name, settings, store, bus))
-            server = GrpcServer(bindings, settings.grpc_listen, settings.shutdown_grace_seconds)
+            bindings = await bootstrap(ServiceContext(name, settings, store, bus, tls))
+            server = GrpcServer(
+                bindings, settings.grpc_listen, settings.shutdown_grace_seconds, tls=tls
+            )
             port = await server.start()
             log.info(
                 "serving", extra={"grpc_port": port, "services": [b.full_name for b in bindings]}
@@ -65,13 +72,14 @@ def run_service(name: str, bootstrap: Bootstrap) -> int:
     A bad environment or an unreachable dependency stops start-up with a message naming it."""
     try:
         settings = load_settings(ServiceSettings)
+        tls = tls_from_environment()
     except ConfigError as error:
         print(f"medcloud-{name}: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(name, settings.region, settings.log_level)
     configure_telemetry(name, settings.region, settings.otlp_endpoint)
     try:
-        asyncio.run(_serve(name, settings, bootstrap))
+        asyncio.run(_serve(name, settings, tls, bootstrap))
     except Unavailable as error:
         log.error("dependency unavailable", extra={"error": str(error)})
         print(f"medcloud-{name}: {error}", file=sys.stderr)

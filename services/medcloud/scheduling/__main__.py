@@ -57,7 +57,7 @@ def main() -> int:
     async def bootstrap(context: ServiceContext) -> Sequence[ServiceBinding]:
         store = context.store
         outbox = Outbox(store, context.bus)
-        inventory = InventoryClient(str(settings.inventory_address))
+        inventory = InventoryClient(str(settings.inventory_address), context.tls)
         placements = Placements(
             store,
             store.collection("placements", PlacementCodec()),

@@ -10,6 +10,7 @@ import pytest
 
 from medcloud.devstack.processes import ManagedProcess
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
+from tests.support.identities import client_channel
 from tests.support.processes import start_service
 
 
@@ -30,7 +31,7 @@ def inventory(etcd_server, nats_server, region, tmp_path) -> Iterator[InventoryP
         region,
         tmp_path / "inventory.log",
     )
-    channel = grpc.insecure_channel(address)
+    channel = client_channel(address)
     yield InventoryProcess(process, address, channel, api_grpc.InventoryServiceStub(channel))
     channel.close()
     process.stop()

@@ -31,6 +31,7 @@ from medcloud.inventory.v1 import inventory_pb2 as pb
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from medcloud.runtime.bus import EventBus, ReceivedEvent
+from tests.support.identities import client_channel
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -124,7 +125,7 @@ def test_concurrent_claimers_never_oversubscribe_and_every_claim_survives_a_rest
         tmp_path / f"{region}.log",
     )
     try:
-        with grpc.insecure_channel(address) as channel:
+        with client_channel(address) as channel:
             stub = api_grpc.InventoryServiceStub(channel)
             _seed(stub)
             outcomes: dict[str, grpc.StatusCode] = {}
@@ -160,7 +161,7 @@ def test_concurrent_claimers_never_oversubscribe_and_every_claim_survives_a_rest
         tmp_path / f"{region}-2.log",
     )
     try:
-        with grpc.insecure_channel(address) as channel:
+        with client_channel(address) as channel:
             assert _accounted(api_grpc.InventoryServiceStub(channel), list(outcomes)) == before
     finally:
         process.stop()

@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import nats
 import pytest
 
 from medcloud.devstack.processes import ManagedProcess, free_port
+from medcloud.devstack.stack import AGENT
 from medcloud.monitoring.v1 import monitoring_events_pb2 as events_pb
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
+from tests.support.identities import client_channel, identity
 from tests.support.processes import ROOT, start_service
 
 # Fast timers so a test sees in seconds what takes minutes in a machine room.
@@ -89,7 +90,7 @@ def monitoring(monitoring_factory) -> MonitoringProcess:
 
 @pytest.fixture
 def stub(monitoring) -> Iterator[api_grpc.MonitoringServiceStub]:
-    with grpc.insecure_channel(monitoring.address) as channel:
+    with client_channel(monitoring.address) as channel:
         yield api_grpc.MonitoringServiceStub(channel)
 
 
@@ -123,6 +124,7 @@ def start_agent(region, tmp_path) -> Iterator[Callable[..., AgentProcess]]:
             "MEDCLOUD_AGENT_INTERVAL_SECONDS": "0.1",
             "MEDCLOUD_AGENT_HEARTBEAT_SECONDS": "0.3",
             "MEDCLOUD_AGENT_HOST_METRICS": "false",
+            **identity(f"agent-{node_id}", (AGENT,)).environment(),
             **env,
         }
         process = ManagedProcess(

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import time
 
-import grpc
-
 from medcloud.monitoring.agent.buffer import SampleBuffer
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
+from tests.support.identities import client_channel
 
 
 def _wait(condition, timeout: float = 30.0, what: str = "") -> None:
@@ -22,7 +21,7 @@ def _wait(condition, timeout: float = 30.0, what: str = "") -> None:
 
 
 def _held(address: str, node_id: str) -> list[tuple[object, list]]:
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         stub = api_grpc.MonitoringServiceStub(channel)
         series = stub.ListSeries(api.ListSeriesRequest(node_id=node_id), timeout=5).series
         return [

@@ -3,8 +3,6 @@ by the capacity rules like any other series."""
 
 from __future__ import annotations
 
-import grpc
-
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_pb2 as inv
@@ -13,6 +11,7 @@ from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
+from tests.support.identities import aio_client_channel, client_channel
 from tests.support.processes import start_service
 
 
@@ -23,7 +22,7 @@ async def test_a_centre_claimed_past_ninety_percent_raises_a_critical_capacity_a
         "medcloud.inventory", etcd_server.endpoint, nats_server.url, region, tmp_path / "inv.log"
     )
     try:
-        with grpc.insecure_channel(inventory_address) as channel:
+        with client_channel(inventory_address) as channel:
             stub = inv_grpc.InventoryServiceStub(channel)
             register_region(stub, annex_a_region())
             clusters = {
@@ -63,7 +62,7 @@ async def test_a_centre_claimed_past_ninety_percent_raises_a_critical_capacity_a
         assert critical.requirement_id == "R-6.5b"
         assert critical.severity == pb.SEVERITY_CRITICAL
 
-        async with grpc.aio.insecure_channel(monitoring.address) as channel:
+        async with aio_client_channel(monitoring.address) as channel:
             monitoring_stub = api_grpc.MonitoringServiceStub(channel)
             others = await monitoring_stub.ListAlerts(
                 api.ListAlertsRequest(centre_id="panyu-carrier-production")

@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
+from tests.support.identities import client_channel
 
 
 def _violations(error: grpc.RpcError) -> dict[str, str]:
@@ -82,7 +83,7 @@ def test_alerts_and_windows_survive_a_restart(monitoring, stub):
 
     monitoring.stop()
     monitoring.start()
-    with grpc.insecure_channel(monitoring.address) as channel:
+    with client_channel(monitoring.address) as channel:
         after = api_grpc.MonitoringServiceStub(channel)
         (kept,) = after.ListAlerts(api.ListAlertsRequest(centre_id="room-2")).alerts
         assert kept.id == alert.id

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import grpc
 import pytest
 
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
+from tests.support.identities import aio_client_channel
 
 HEARTBEAT_SECONDS = 0.3
 DOWN_AFTER_SECONDS = 1.5
@@ -28,7 +28,7 @@ async def _beat(stub, nodes: list[str], centre: str, beats: int, skip: set[int] 
 
 @pytest.fixture
 async def aio_stub(monitoring):
-    async with grpc.aio.insecure_channel(monitoring.address) as channel:
+    async with aio_client_channel(monitoring.address) as channel:
         yield api_grpc.MonitoringServiceStub(channel)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as api_grpc
+from tests.support.identities import client_channel
 from tests.support.processes import start_service
 
 
@@ -28,8 +28,8 @@ def inventory_and_scheduler(
         extra_env={"MEDCLOUD_INVENTORY_ADDRESS": inventory_address},
     )
     with (
-        grpc.insecure_channel(inventory_address) as inventory_channel,
-        grpc.insecure_channel(scheduling_address) as scheduling_channel,
+        client_channel(inventory_address) as inventory_channel,
+        client_channel(scheduling_address) as scheduling_channel,
     ):
         yield (
             inv_grpc.InventoryServiceStub(inventory_channel),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import grpc
 import pytest
 
 from medcloud.inventory.client import register_region
@@ -16,6 +15,7 @@ from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as mon_grpc
 from medcloud.scheduling.v1 import scheduling_pb2 as pb
 from medcloud.scheduling.v1 import scheduling_service_pb2 as api
 from tests.integration.scheduling.test_scheduling_service import his
+from tests.support.identities import client_channel
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def monitoring(etcd_server, nats_server, region, tmp_path):
             "MEDCLOUD_MONITORING_SITE_DOWN_AFTER_SECONDS": "1",
         },
     )
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         yield mon_grpc.MonitoringServiceStub(channel)
     process.stop()
 

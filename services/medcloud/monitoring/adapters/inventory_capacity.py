@@ -13,11 +13,12 @@ from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.monitoring.domain.samples import Metric, Sample, SeriesKey
 from medcloud.runtime.grpc_client import service_channel
+from medcloud.runtime.tls import TlsMaterial
 
 
 class InventoryCapacity:
-    def __init__(self, address: str) -> None:
-        self._channel = service_channel(address)
+    def __init__(self, address: str, tls: TlsMaterial | None) -> None:
+        self._channel = service_channel(address, tls)
         self._stub = inv_grpc.InventoryServiceStub(self._channel)
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ from medcloud.runtime.config import (
 from medcloud.runtime.grpc_client import service_channel
 from medcloud.runtime.grpc_server import wait_for_shutdown_signal
 from medcloud.runtime.logs import configure_logging
+from medcloud.runtime.tls import TlsMaterial, tls_from_environment
 
 EXIT_CONFIG = 2
 log = logging.getLogger("medcloud.agent")
@@ -71,8 +72,10 @@ class AgentSettings:
     log_level: str = setting("MEDCLOUD_LOG_LEVEL", default="INFO")
 
 
-async def _run(settings: AgentSettings, source: SensorSource, directory: Path) -> None:
-    channel = service_channel(str(settings.monitoring_address))
+async def _run(
+    settings: AgentSettings, source: SensorSource, directory: Path, tls: TlsMaterial | None
+) -> None:
+    channel = service_channel(str(settings.monitoring_address), tls)
     agent = Agent(
         node_id=settings.node_id,
         centre_id=settings.centre_id,
@@ -107,13 +110,14 @@ def main() -> int:
             Fault.parse(text.strip(), now) for text in settings.faults.split(";") if text.strip()
         ]
         source = source_from_spec(settings.source, faults)
+        tls = tls_from_environment()
     except (ConfigError, ValueError) as error:
         print(f"medcloud-agent: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging("agent", settings.region, settings.log_level)
     directory = Path(settings.buffer_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_run(settings, source, directory))
+    asyncio.run(_run(settings, source, directory, tls))
     log.info("agent stopped")
     return 0
 

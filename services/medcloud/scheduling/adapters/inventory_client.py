@@ -10,6 +10,7 @@ from medcloud.inventory.v1 import inventory_pb2 as inv
 from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inv_grpc
 from medcloud.runtime.grpc_client import service_channel
+from medcloud.runtime.tls import TlsMaterial
 from medcloud.scheduling.app.ports import CapacityTaken, ProviderTake
 from medcloud.scheduling.domain import model
 
@@ -33,8 +34,8 @@ _STORAGE_CLASSES = {
 class InventoryClient:
     """Reads the region's free capacity and claims it, through `medcloud.inventory.v1`."""
 
-    def __init__(self, address: str) -> None:
-        self._channel = service_channel(address)
+    def __init__(self, address: str, tls: TlsMaterial | None) -> None:
+        self._channel = service_channel(address, tls)
         self._stub = inv_grpc.InventoryServiceStub(self._channel)
 
     async def close(self) -> None:
