@@ -1,0 +1,1 @@
+"""Security adapters: Ed25519 signatures for audit checkpoints."""

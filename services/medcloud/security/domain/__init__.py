@@ -1,0 +1,1 @@
+"""The security domain, free of any framework."""
