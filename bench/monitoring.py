@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nats
 
-from medcloud.devstack.stack import LocalStack, open_aio_channel
+from medcloud.devstack.stack import AGENT, LocalStack, open_aio_channel
 from medcloud.monitoring.v1 import monitoring_events_pb2 as events_pb
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
@@ -201,7 +201,8 @@ async def main() -> None:
         stack.start()
         try:
             address = stack.services[0].address
-            async with open_aio_channel(address, stack.operator_tls) as channel:
+            agents = stack.pki.issue("bench-agents", (AGENT,))
+            async with open_aio_channel(address, agents) as channel:
                 stub = api_grpc.MonitoringServiceStub(channel)
                 print("ingest:")
                 await throughput(stub)

@@ -1,18 +1,24 @@
 """Every service speaks mutual TLS only: a plaintext client, or one whose certificate another CA
-issued, is refused before any method runs (R-7.5a boundary protection, MLPS 8.1.2.2)."""
+issued, is refused before any method runs (R-7.5a boundary protection, MLPS 8.1.2.2); a caller
+whose roles do not allow a method is refused, and the refusal is audited (三员分立)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import grpc
+import nats
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from medcloud.common.v1.audit_entry_pb2 import AuditEntry
 from medcloud.devstack.pki import RegionPki
-from medcloud.devstack.stack import SYSTEM_ADMINISTRATOR
+from medcloud.devstack.stack import AUDIT_ADMINISTRATOR, SYSTEM_ADMINISTRATOR
+from medcloud.monitoring.v1 import monitoring_service_pb2 as api
+from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
 from medcloud.runtime.tls import TlsMaterial
-from tests.support.identities import client_channel, identity
+from tests.support.identities import aio_client_channel, client_channel, identity
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -71,3 +77,35 @@ def test_only_clients_with_a_certificate_of_the_regions_ca_get_in(services, tmp_
         ):
             _check(channel)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, name
+
+
+async def test_a_call_with_the_wrong_role_is_refused_and_the_refusal_audited(
+    services, nats_server, region
+):
+    connection = await nats.connect(nats_server.url)
+    audited: list[AuditEntry] = []
+
+    async def received(message) -> None:
+        audited.append(AuditEntry.FromString(message.data))
+
+    await connection.subscribe(f"medcloud.{region}.monitoring.AuditEntry", cb=received)
+    try:
+        # An audit administrator reads the trail; changing monitoring's rules is not theirs.
+        async with aio_client_channel(services["monitoring"], (AUDIT_ADMINISTRATOR,)) as channel:
+            stub = api_grpc.MonitoringServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.UpdateRuleSettings(api.UpdateRuleSettingsRequest())
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "needs the system-administrator role" in refused.value.details()
+        for _ in range(50):
+            if audited:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
+    (entry,) = audited
+    assert entry.outcome == "refused"
+    assert entry.action == "monitoring.rules.write"
+    assert entry.actor == "tester-audit-administrator"
+    assert list(entry.roles) == ["audit-administrator"]
+    assert entry.target == "/medcloud.monitoring.v1.MonitoringService/UpdateRuleSettings"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import grpc
 from opentelemetry import trace
 
+from medcloud.core import access
 from medcloud.core.errors import FieldViolation, InvalidArgument
 from medcloud.runtime.grpc_server import ServiceBinding
 from medcloud.runtime.service import ServiceContext, run_service
@@ -49,7 +50,9 @@ def _add(server: grpc.aio.Server) -> None:
 
 
 async def bootstrap(context: ServiceContext) -> Sequence[ServiceBinding]:
-    return [ServiceBinding(SERVICE_NAME, _add)]
+    # A test service: its methods count as reads, which services and system administrators hold.
+    actions = dict.fromkeys(("Echo", "Reject", "TraceId"), access.INVENTORY_READ)
+    return [ServiceBinding(SERVICE_NAME, _add, actions)]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from medcloud.core.access import Role
 from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer, merge_kubeconfigs
 from medcloud.devstack.pki import RegionPki, TlsFiles
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
@@ -22,9 +23,11 @@ from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from medcloud.runtime.tls import TlsMaterial
 
 # Roles a certificate carries (its organisations), as the services' access checks read them.
-SERVICE = "service"
-AGENT = "agent"
-SYSTEM_ADMINISTRATOR = "system-administrator"
+SERVICE = Role.SERVICE.value
+AGENT = Role.AGENT.value
+SYSTEM_ADMINISTRATOR = Role.SYSTEM_ADMINISTRATOR.value
+SECURITY_ADMINISTRATOR = Role.SECURITY_ADMINISTRATOR.value
+AUDIT_ADMINISTRATOR = Role.AUDIT_ADMINISTRATOR.value
 
 # In the order they start: later services may subscribe to earlier ones' streams.
 KNOWN_SERVICES = ("inventory", "scheduling", "monitoring", "security", "backup")

@@ -7,8 +7,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from opentelemetry import metrics
 from opentelemetry.trace import SpanKind
 
+from medcloud.core.access import AccessRefused, Identity, Role, authorise
 from medcloud.core.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -31,12 +32,13 @@ from medcloud.core.errors import (
     Unavailable,
 )
 from medcloud.runtime.config import HostPort
-from medcloud.runtime.tls import TlsMaterial
+from medcloud.runtime.tls import Caller, TlsMaterial, caller_of
 from medcloud.runtime.tracing import incoming_span
 
 log = logging.getLogger(__name__)
 
 _CODES: tuple[tuple[type[MedcloudError], grpc.StatusCode], ...] = (
+    (AccessRefused, grpc.StatusCode.PERMISSION_DENIED),
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
@@ -70,11 +72,31 @@ def status_for(error: MedcloudError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
-    """Traces each call in the caller's trace, maps domain errors to canonical codes, counts
-    in-flight calls and records call durations: one layer, since each layer costs every call."""
+_ROLES = {role.value: role for role in Role}
+RefusalListener = Callable[[AccessRefused, str], None]
 
-    def __init__(self) -> None:
+
+def identity_of(caller: Caller) -> Identity:
+    """The caller as the access rules see it: its certificate's common name and the roles among
+    its organisations. A certificate that breaks the separation of roles is refused outright."""
+    roles = frozenset(_ROLES[group] for group in caller.groups if group in _ROLES)
+    try:
+        return Identity(caller.subject or "anonymous", roles)
+    except InvalidArgument as error:
+        raise AccessRefused(
+            Identity(caller.subject or "anonymous", frozenset()), "*", str(error)
+        ) from error
+
+
+class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
+    """Traces each call in the caller's trace, authorises it by the caller's certificate, maps
+    domain errors to canonical codes, counts in-flight calls and records call durations: one
+    layer, since each layer costs every call."""
+
+    def __init__(self, actions: dict[str, str] | None, on_refused: RefusalListener | None) -> None:
+        # Full method path -> action; None when there is no TLS, so no identity to check.
+        self._actions = actions
+        self._on_refused = on_refused
         self.in_flight = 0
         meter = metrics.get_meter("medcloud.runtime.grpc")
         self._duration = meter.create_histogram(
@@ -92,6 +114,7 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
         started, code = time.perf_counter(), grpc.StatusCode.OK
         with incoming_span(method.lstrip("/"), carrier, SpanKind.SERVER, attributes) as span:
             try:
+                self._authorise(method, context)
                 yield
             except MedcloudError as error:
                 code = code_for(error)
@@ -109,6 +132,18 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
                     (time.perf_counter() - started) * 1000.0,
                     {"rpc.method": method, "rpc.grpc.status_code": code.value[0]},
                 )
+
+    def _authorise(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        if self._actions is None or method.startswith(_OPEN_TO_EVERY_CALLER):
+            return
+        # Unknown methods get no action, which nobody holds: deny by default.
+        action = self._actions.get(method, f"unmapped:{method}")
+        try:
+            authorise(identity_of(caller_of(context)), action)
+        except AccessRefused as refused:
+            if self._on_refused is not None:
+                self._on_refused(refused, method)
+            raise
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
@@ -153,12 +188,18 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+# Health checks and reflection answer every authenticated caller (probes, grpcurl).
+_OPEN_TO_EVERY_CALLER = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
 @dataclass(frozen=True)
 class ServiceBinding:
-    """One gRPC service to serve: its full name (for health and reflection) and how to add it."""
+    """One gRPC service to serve: its full name (for health and reflection), how to add it, and
+    the action (medcloud.core.access) each of its methods performs, by method name."""
 
     full_name: str
     add_to_server: Callable[[grpc.aio.Server], None]
+    actions: Mapping[str, str] = field(default_factory=dict)
 
 
 class GrpcServer:
@@ -171,13 +212,20 @@ class GrpcServer:
         shutdown_grace_seconds: float,
         drain_delay_seconds: float = 1.0,
         tls: TlsMaterial | None = None,
+        on_refused: RefusalListener | None = None,
     ) -> None:
         self._bindings = tuple(bindings)
         self._tls = tls
         self._listen = listen
         self._grace = shutdown_grace_seconds
         self._drain_delay = drain_delay_seconds
-        self._runtime = _RuntimeInterceptor()
+        actions = {
+            f"/{binding.full_name}/{method}": action
+            for binding in self._bindings
+            for method, action in binding.actions.items()
+        }
+        # Without TLS there is no verified caller: only the runtime's own tests serve so.
+        self._runtime = _RuntimeInterceptor(actions if tls else None, on_refused)
         self._health = HealthServicer()
         self._server = grpc.aio.server(interceptors=[self._runtime])
         self._stopped = asyncio.Event()

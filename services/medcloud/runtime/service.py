@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 
 from medcloud.core.errors import Unavailable
+from medcloud.runtime.audit import AuditPublisher
 from medcloud.runtime.bus import EventBus
 from medcloud.runtime.config import ConfigError, ServiceSettings, load_settings
 from medcloud.runtime.grpc_server import GrpcServer, ServiceBinding, wait_for_shutdown_signal
@@ -33,6 +34,7 @@ class ServiceContext:
     bus: EventBus
     # This process's certificate, for calls to other services (None: plaintext).
     tls: TlsMaterial | None = None
+    audit: AuditPublisher | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def run_in_background(self, work: Coroutine[object, object, None], name: str) -> None:
@@ -50,9 +52,14 @@ async def _serve(
     try:
         bus = await EventBus.connect(settings.nats_url, settings.region, name)
         try:
-            bindings = await bootstrap(ServiceContext(name, settings, store, bus, tls))
+            audit = AuditPublisher(bus)
+            bindings = await bootstrap(ServiceContext(name, settings, store, bus, tls, audit))
             server = GrpcServer(
-                bindings, settings.grpc_listen, settings.shutdown_grace_seconds, tls=tls
+                bindings,
+                settings.grpc_listen,
+                settings.shutdown_grace_seconds,
+                tls=tls,
+                on_refused=audit.refused,
             )
             port = await server.start()
             log.info(
@@ -61,6 +68,7 @@ async def _serve(
             received = await wait_for_shutdown_signal()
             log.info("shutting down", extra={"signal": received.name})
             await server.drain_and_stop()
+            await audit.drain()
         finally:
             await bus.close()
     finally:

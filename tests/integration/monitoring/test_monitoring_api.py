@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
+from medcloud.devstack.stack import AGENT
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
@@ -28,9 +29,12 @@ def _violations(error: grpc.RpcError) -> dict[str, str]:
     return {}
 
 
-def _stream(stub, node: str, centre: str, samples: list[pb.Sample]) -> int:
+def _stream(address: str, node: str, centre: str, samples: list[pb.Sample]) -> int:
+    """Sends one batch as the node's agent would (only agents and services may ingest)."""
     request = api.StreamSamplesRequest(node_id=node, centre_id=centre, samples=samples)
-    (response,) = list(stub.StreamSamples(iter([request]), timeout=10))
+    with client_channel(address, (AGENT,)) as channel:
+        agent = api_grpc.MonitoringServiceStub(channel)
+        (response,) = list(agent.StreamSamples(iter([request]), timeout=10))
     return response.acknowledged_sequence
 
 
@@ -44,10 +48,10 @@ def _reading(metric: str, value: float, sequence: int, at: float | None = None, 
     )
 
 
-def test_a_bad_batch_is_refused_whole_naming_each_field(stub):
+def test_a_bad_batch_is_refused_whole_naming_each_field(monitoring, stub):
     with pytest.raises(grpc.RpcError) as refused:
         _stream(
-            stub,
+            monitoring.address,
             "node-1",
             "room-1",
             [
@@ -62,21 +66,23 @@ def test_a_bad_batch_is_refused_whole_naming_each_field(stub):
     assert stub.ListSeries(api.ListSeriesRequest(node_id="node-1")).series == []
 
     with pytest.raises(grpc.RpcError) as refused:
-        _stream(stub, "Node_1", "room-1", [_reading("room.temperature_celsius", 22.0, 1)])
+        _stream(
+            monitoring.address, "Node_1", "room-1", [_reading("room.temperature_celsius", 22.0, 1)]
+        )
     assert "node_id" in _violations(refused.value)
 
 
-def test_a_resent_batch_is_held_once(stub):
+def test_a_resent_batch_is_held_once(monitoring, stub):
     samples = [_reading("room.relative_humidity_percent", 55.0, n) for n in (1, 2, 3)]
-    assert _stream(stub, "node-2", "room-1", samples) == 3
-    assert _stream(stub, "node-2", "room-1", samples) == 3
+    assert _stream(monitoring.address, "node-2", "room-1", samples) == 3
+    assert _stream(monitoring.address, "node-2", "room-1", samples) == 3
     (key,) = stub.ListSeries(api.ListSeriesRequest(node_id="node-2")).series
     held = stub.QuerySeries(api.QuerySeriesRequest(series=key)).samples
     assert [s.sequence for s in held] == [1, 2, 3]
 
 
 def test_alerts_and_windows_survive_a_restart(monitoring, stub):
-    _stream(stub, "node-3", "room-2", [_reading("power.mains_frequency_hz", 50.5, 1)])
+    _stream(monitoring.address, "node-3", "room-2", [_reading("power.mains_frequency_hz", 50.5, 1)])
     (alert,) = stub.ListAlerts(api.ListAlertsRequest(centre_id="room-2")).alerts
     assert alert.requirement_id == "R-7.1-9"
     assert alert.state == pb.ALERT_STATE_FIRING
@@ -93,15 +99,21 @@ def test_alerts_and_windows_survive_a_restart(monitoring, stub):
         ]
         # The next sample within limits resolves it; the resend of sequence 1 is skipped.
         assert (
-            _stream(after, "node-3", "room-2", [_reading("power.mains_frequency_hz", 50.0, 2)]) == 2
+            _stream(
+                monitoring.address,
+                "node-3",
+                "room-2",
+                [_reading("power.mains_frequency_hz", 50.0, 2)],
+            )
+            == 2
         )
         (resolved,) = after.ListAlerts(api.ListAlertsRequest(centre_id="room-2")).alerts
         assert resolved.state == pb.ALERT_STATE_RESOLVED
 
 
-def test_inspection_reports_every_check_with_its_requirement(stub):
+def test_inspection_reports_every_check_with_its_requirement(monitoring, stub):
     _stream(
-        stub,
+        monitoring.address,
         "node-4",
         "room-3",
         [
@@ -121,7 +133,7 @@ def test_inspection_reports_every_check_with_its_requirement(stub):
     assert latest == report
 
 
-def test_rule_settings_are_checked_and_kept(stub):
+def test_rule_settings_are_checked_and_kept(monitoring, stub):
     with pytest.raises(grpc.RpcError) as refused:
         stub.UpdateRuleSettings(
             api.UpdateRuleSettingsRequest(
@@ -143,14 +155,14 @@ def test_rule_settings_are_checked_and_kept(stub):
     assert list(kept.summer_months) == [6, 7, 8]
     listed = {rule.id: rule.enabled for rule in stub.ListRules(api.ListRulesRequest()).rules}
     assert listed[noise.id] is False
-    _stream(stub, "node-5", "room-4", [_reading("room.noise_db", 80.0, 1)])
+    _stream(monitoring.address, "node-5", "room-4", [_reading("room.noise_db", 80.0, 1)])
     assert stub.ListAlerts(api.ListAlertsRequest(centre_id="room-4")).alerts == []
 
 
 def test_prometheus_scrapes_the_newest_sample_of_every_series(monitoring, stub):
     at = time.time()
     _stream(
-        stub,
+        monitoring.address,
         "node-6",
         "room-5",
         [_reading("room.illuminance_lux", 480.0, 1, at, area="machine-room")],

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from medcloud.devstack.stack import AGENT
 from medcloud.monitoring.v1 import monitoring_pb2 as pb
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
@@ -28,12 +29,20 @@ async def _beat(stub, nodes: list[str], centre: str, beats: int, skip: set[int] 
 
 @pytest.fixture
 async def aio_stub(monitoring):
+    """An on-call engineer's view (system administrator)."""
     async with aio_client_channel(monitoring.address) as channel:
         yield api_grpc.MonitoringServiceStub(channel)
 
 
-async def test_site_down_fires_when_every_node_of_a_centre_stops(aio_stub, events):
-    await _beat(aio_stub, ["n1", "n2"], "room-a", beats=4)
+@pytest.fixture
+async def agent_stub(monitoring):
+    """What node agents send: samples and heartbeats."""
+    async with aio_client_channel(monitoring.address, (AGENT,)) as channel:
+        yield api_grpc.MonitoringServiceStub(channel)
+
+
+async def test_site_down_fires_when_every_node_of_a_centre_stops(aio_stub, agent_stub, events):
+    await _beat(agent_stub, ["n1", "n2"], "room-a", beats=4)
     stopped = time.monotonic()
     (down,) = await events.wait_for("SiteDown", within_seconds=DOWN_AFTER_SECONDS + 5)
     arrived = next(at for at, kind, _ in events.received if kind == "SiteDown")
@@ -45,17 +54,17 @@ async def test_site_down_fires_when_every_node_of_a_centre_stops(aio_stub, event
     sites = (await aio_stub.ListSiteHealth(api.ListSiteHealthRequest())).sites
     assert [s.state for s in sites if s.centre_id == "room-a"] == [pb.SITE_STATE_DOWN]
 
-    await _beat(aio_stub, ["n1"], "room-a", beats=5)
+    await _beat(agent_stub, ["n1"], "room-a", beats=5)
     (up,) = await events.wait_for("SiteUp")
     assert up.centre_id == "room-a"
 
 
 async def test_one_missed_heartbeat_or_one_silent_node_does_not_take_a_centre_down(
-    aio_stub, events
+    aio_stub, agent_stub, events
 ):
     beating = asyncio.gather(
-        _beat(aio_stub, ["n1"], "room-b", beats=12, skip={4}),
-        _beat(aio_stub, ["n2"], "room-b", beats=2),  # n2 falls silent, n1 goes on
+        _beat(agent_stub, ["n1"], "room-b", beats=12, skip={4}),
+        _beat(agent_stub, ["n2"], "room-b", beats=2),  # n2 falls silent, n1 goes on
     )
     await beating
     await asyncio.sleep(0.5)
@@ -88,9 +97,9 @@ async def _send(stub, request) -> int:
 
 
 async def test_unacknowledged_critical_alert_escalates_on_schedule_and_opens_a_work_order(
-    aio_stub, events
+    aio_stub, agent_stub, events
 ):
-    assert await _send(aio_stub, _hot_samples("n1", 1, 3, celsius=31.0)) == 3
+    assert await _send(agent_stub, _hot_samples("n1", 1, 3, celsius=31.0)) == 3
     (raised,) = await events.wait_for("AlertRaised")
     assert raised.alert.requirement_id == "R-7.1-1"
     assert raised.alert.severity == pb.SEVERITY_CRITICAL
@@ -109,8 +118,10 @@ async def test_unacknowledged_critical_alert_escalates_on_schedule_and_opens_a_w
     assert [o.alert_id for o in orders] == [raised.alert.id]
 
 
-async def test_an_acknowledged_alert_stops_escalating_and_opens_no_work_order(aio_stub, events):
-    await _send(aio_stub, _hot_samples("n2", 1, 3, celsius=31.0))
+async def test_an_acknowledged_alert_stops_escalating_and_opens_no_work_order(
+    aio_stub, agent_stub, events
+):
+    await _send(agent_stub, _hot_samples("n2", 1, 3, celsius=31.0))
     (raised,) = await events.wait_for("AlertRaised")
     acknowledged = await aio_stub.AcknowledgeAlert(
         api.AcknowledgeAlertRequest(alert_id=raised.alert.id, acknowledged_by="on-duty-2")

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from medcloud.devstack.stack import AGENT
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_service_pb2 as inv_api
@@ -37,7 +38,7 @@ def monitoring(etcd_server, nats_server, region, tmp_path):
             "MEDCLOUD_MONITORING_SITE_DOWN_AFTER_SECONDS": "1",
         },
     )
-    with client_channel(address) as channel:
+    with client_channel(address, (AGENT,)) as channel:  # heartbeats come from node agents
         yield mon_grpc.MonitoringServiceStub(channel)
     process.stop()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from medcloud.core import access
 from medcloud.inventory.adapters.codecs import (
     KINDS,
     claim_from_proto,
@@ -185,8 +186,23 @@ for _kind in KINDS:
         setattr(InventoryApi, _rpc, _handler)
 
 
+def _action(method: str) -> str:
+    if method in ("PutClaim", "ReleaseClaim"):
+        return access.INVENTORY_CLAIM
+    if method.startswith(("Create", "Update", "Delete")):
+        return access.INVENTORY_WRITE
+    return access.INVENTORY_READ
+
+
+ACTIONS = {
+    method: _action(method)
+    for method in api.DESCRIPTOR.services_by_name["InventoryService"].methods_by_name
+}
+
+
 def binding(servicer: InventoryApi) -> ServiceBinding:
     return ServiceBinding(
         SERVICE_NAME,
         lambda server: api_grpc.add_InventoryServiceServicer_to_server(servicer, server),
+        ACTIONS,
     )

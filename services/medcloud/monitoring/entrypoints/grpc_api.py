@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from medcloud.core import access
 from medcloud.core.errors import InvalidArgument
 from medcloud.monitoring.adapters.codecs import (
     SeriesKeys,
@@ -152,8 +153,29 @@ class MonitoringApi(api_grpc.MonitoringServiceServicer):
         return api.UpdateRuleSettingsResponse(settings=settings_to_proto(settings))
 
 
+ACTIONS = {
+    "StreamSamples": access.MONITORING_INGEST,
+    "Heartbeat": access.MONITORING_INGEST,
+    "ReportLinkStatus": access.MONITORING_INGEST,
+    "ListSeries": access.MONITORING_READ,
+    "QuerySeries": access.MONITORING_READ,
+    "ListAlerts": access.MONITORING_READ,
+    "GetAlert": access.MONITORING_READ,
+    "AcknowledgeAlert": access.MONITORING_ALERT_ACKNOWLEDGE,
+    "ListWorkOrders": access.MONITORING_READ,
+    "CloseWorkOrder": access.MONITORING_WORK_ORDER_CLOSE,
+    "ListSiteHealth": access.MONITORING_READ,
+    "RunInspection": access.MONITORING_INSPECTION_RUN,
+    "GetInspectionReport": access.MONITORING_READ,
+    "ListRules": access.MONITORING_READ,
+    "GetRuleSettings": access.MONITORING_READ,
+    "UpdateRuleSettings": access.MONITORING_RULES_WRITE,
+}
+
+
 def binding(servicer: MonitoringApi) -> ServiceBinding:
     return ServiceBinding(
         SERVICE_NAME,
         lambda server: api_grpc.add_MonitoringServiceServicer_to_server(servicer, server),
+        ACTIONS,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medcloud.core import access
 from medcloud.runtime.grpc_server import ServiceBinding
 from medcloud.scheduling.adapters.codecs import (
     record_to_proto,
@@ -62,8 +63,20 @@ class SchedulingApi(api_grpc.SchedulingServiceServicer):
         return api.ReleasePlacementResponse()
 
 
+ACTIONS = {
+    "Place": access.SCHEDULING_PLACE,
+    "PlaceBatch": access.SCHEDULING_PLACE,
+    "Scale": access.SCHEDULING_PLACE,
+    "ReleasePlacement": access.SCHEDULING_PLACE,
+    "Explain": access.SCHEDULING_READ,
+    "GetPlacement": access.SCHEDULING_READ,
+    "ListPlacements": access.SCHEDULING_READ,
+}
+
+
 def binding(servicer: SchedulingApi) -> ServiceBinding:
     return ServiceBinding(
         SERVICE_NAME,
         lambda server: api_grpc.add_SchedulingServiceServicer_to_server(servicer, server),
+        ACTIONS,
     )

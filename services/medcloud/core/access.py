@@ -19,8 +19,10 @@ class Role(enum.Enum):
     SYSTEM_ADMINISTRATOR = "system-administrator"
     SECURITY_ADMINISTRATOR = "security-administrator"
     AUDIT_ADMINISTRATOR = "audit-administrator"
-    # A medcloud service or node agent calling another, by its workload certificate.
+    # A medcloud service calling another, by its workload certificate.
     SERVICE = "service"
+    # A node agent reporting what it measures (R-7.7c), by its node's certificate.
+    AGENT = "agent"
 
 
 ADMINISTRATOR_ROLES = frozenset(
@@ -64,6 +66,8 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
             {
                 INVENTORY_READ,
                 INVENTORY_WRITE,
+                # Reserving capacity by hand, beside what scheduling claims.
+                INVENTORY_CLAIM,
                 SCHEDULING_READ,
                 SCHEDULING_PLACE,
                 MONITORING_READ,
@@ -87,6 +91,8 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
         ),
         # Reads and verifies the trail, and reads the policy it audits against; changes nothing.
         Role.AUDIT_ADMINISTRATOR: frozenset({AUDIT_READ, AUDIT_VERIFY, SECURITY_POLICY_READ}),
+        # What a node may do: report samples, heartbeats and links.
+        Role.AGENT: frozenset({MONITORING_INGEST}),
         # What services ask of each other; the trail only grows.
         Role.SERVICE: frozenset(
             {
@@ -133,10 +139,10 @@ class Identity:
                     f"got {held}",
                 )
             )
-        if administrator and Role.SERVICE in self.roles:
+        if administrator and self.roles & {Role.SERVICE, Role.AGENT}:
             violations.append(
                 FieldViolation(
-                    "roles", "a service identity may not also hold an administrator role"
+                    "roles", "a service or agent identity may not also hold an administrator role"
                 )
             )
         if violations:

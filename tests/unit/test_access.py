@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from medcloud.core.errors import InvalidArgument
-from medcloud.security.domain.roles import (
+from medcloud.core.access import (
     ADMINISTRATOR_ROLES,
     ALLOWED,
     AUDIT_APPEND,
@@ -24,6 +23,7 @@ from medcloud.security.domain.roles import (
     authorise,
     roles_allowed,
 )
+from medcloud.core.errors import InvalidArgument
 
 SYSTEM = Identity("CN=sysadmin", frozenset({Role.SYSTEM_ADMINISTRATOR}))
 SECURITY = Identity("CN=secadmin", frozenset({Role.SECURITY_ADMINISTRATOR}))
