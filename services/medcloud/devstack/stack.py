@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medcloud.core.access import Role
@@ -179,6 +180,12 @@ class LocalStack:
         if name == "monitoring":
             self.metrics_port = free_port()
             return {"MEDCLOUD_MONITORING_METRICS_LISTEN": f"{LOOPBACK}:{self.metrics_port}"}
+        if name == "security":
+            assert self.pki is not None
+            key_file = self.pki.directory / "audit-signing.key"
+            key_file.write_text(Ed25519PrivateKey.generate().private_bytes_raw().hex())
+            key_file.chmod(0o600)
+            return {"MEDCLOUD_SECURITY_SIGNING_KEY_FILE": str(key_file)}
         return {}
 
     def start_agents(self) -> str:

@@ -137,7 +137,7 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
         if self._actions is None or method.startswith(_OPEN_TO_EVERY_CALLER):
             return
         # Unknown methods get no action, which nobody holds: deny by default.
-        action = self._actions.get(method, f"unmapped:{method}")
+        action = self._actions.get(method, "unmapped.method")
         try:
             authorise(identity_of(caller_of(context)), action)
         except AccessRefused as refused:

@@ -38,6 +38,11 @@ class Ed25519Signer:
     def key_id(self) -> str:
         return self._key_id
 
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte public key that verifies this signer's signatures."""
+        return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
 
