@@ -96,6 +96,9 @@ bench: install servers $(STAMPS)/solver-venv ## Measure runtime overheads, kube-
 	$(PY) bench/scheduling.py
 	$(PY) bench/monitoring.py
 	$(PY) bench/agent_buffer.py
+	$(PY) bench/security.py
+	$(PY) bench/audit_chain.py
+	$(PY) bench/deidentification.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and caches

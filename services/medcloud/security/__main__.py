@@ -11,6 +11,7 @@ from pathlib import Path
 from medcloud.common.v1.audit_entry_pb2 import AuditEntry
 from medcloud.runtime.config import ConfigError, at_least, load_settings, setting
 from medcloud.runtime.grpc_server import ServiceBinding
+from medcloud.runtime.outbox import Outbox
 from medcloud.runtime.service import EXIT_CONFIG, ServiceContext, run_service
 from medcloud.runtime.store import Versioned
 from medcloud.security.adapters.codecs import (
@@ -18,6 +19,7 @@ from medcloud.security.adapters.codecs import (
     AuditRecordCodec,
     CheckpointCodec,
     InstanceCodec,
+    ProtobufTrailEvents,
     TextCodec,
 )
 from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier
@@ -67,6 +69,7 @@ def main() -> int:
 
     async def bootstrap(context: ServiceContext) -> Sequence[ServiceBinding]:
         store = context.store
+        outbox = Outbox(store, context.bus)
         # Public keys stay in etcd after a rotation, so old checkpoints still verify.
         public_keys = store.collection("signing-keys", TextCodec())
         if await public_keys.get(signer.key_id) is None:
@@ -83,7 +86,10 @@ def main() -> int:
             ),
             signer,
             verifier,
+            outbox,
+            ProtobufTrailEvents(),
         )
+        context.run_in_background(outbox.relay(), name="outbox relay")
         governance = Governance(
             store,
             PoolCollections(

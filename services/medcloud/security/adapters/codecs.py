@@ -11,6 +11,7 @@ from medcloud.security.domain.baseline import BaselineFinding
 from medcloud.security.domain.classification import DataClass
 from medcloud.security.domain.pool import Allocation, Capability, SecurityInstance, Zone
 from medcloud.security.domain.sharing import ExportRequest, SharingMode
+from medcloud.security.v1 import security_events_pb2 as events_pb
 from medcloud.security.v1 import security_pb2 as pb
 
 
@@ -176,3 +177,8 @@ def export_request_from_proto(message: pb.ExportRequest) -> ExportRequest:
         agreement_id=message.agreement_id,
         k_anonymity=message.k_anonymity if message.HasField("k_anonymity") else None,
     )
+
+
+class ProtobufTrailEvents:
+    def recorded(self, record: AuditRecord) -> events_pb.AuditRecorded:
+        return events_pb.AuditRecorded(record=record_to_proto(record))

@@ -5,11 +5,14 @@ everything stored."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from medcloud.runtime.outbox import Outbox
 from medcloud.runtime.store import Collection, EtcdStore, Transaction
+from medcloud.security.app.ports import TrailEvents
 from medcloud.security.domain.audit import (
     CHECKPOINT_EVERY_RECORDS,
     AuditEvent,
@@ -26,6 +29,10 @@ from medcloud.security.domain.audit import (
 
 HEAD = "head"
 _PAGE = 1000
+# Each record is up to four writes (record, event id, checkpoint, its AuditRecorded event) plus
+# the head, and etcd takes at most 128 operations per transaction.
+_RECORDS_PER_TRANSACTION = 30
+_Waiting = tuple[AuditEvent, str, "asyncio.Future[AuditRecord | None]"]
 
 
 def sequence_key(sequence: int) -> str:
@@ -50,6 +57,8 @@ class AuditTrail:
         collections: TrailCollections,
         signer: Signer,
         verifier: Verifier,
+        outbox: Outbox,
+        events: TrailEvents,
         clock: Callable[[], float] = time.time,
         checkpoint_every: int = CHECKPOINT_EVERY_RECORDS,
     ) -> None:
@@ -57,34 +66,69 @@ class AuditTrail:
         self._c = collections
         self._signer = signer
         self._verifier = verifier
+        self._outbox = outbox
+        self._events = events
         self._clock = clock
         self._every = checkpoint_every
         # One writer per process; other replicas are kept out by the head's revision guard.
-        self._lock = asyncio.Lock()
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
         self.last_verification: VerificationReport | None = None
 
     async def append(self, event: AuditEvent, event_id: str = "") -> AuditRecord | None:
-        """Appends `event`; with `event_id`, a second append of the same id records nothing and
-        returns None (a redelivered entry)."""
+        """Appends `event` and returns its record once stored; with `event_id`, a second append
+        of the same id records nothing and returns None (a redelivered entry). Concurrent
+        appends are written together, many records to one transaction."""
+        future: asyncio.Future[AuditRecord | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, event_id, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting(), name="audit writer")
+        return await future
 
-        async def write(transaction: Transaction) -> AuditRecord | None:
-            if event_id and await transaction.get(self._c.appended_events, event_id):
-                return None
-            head = await transaction.get(self._c.head, HEAD)
-            previous = head.value if head else None
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:_RECORDS_PER_TRANSACTION]
+            del self._waiting[: len(batch)]
+            try:
+                results = (await self._store.transact(_BatchStep(self, batch))).result
+            except Exception as error:
+                for _, _, future in batch:
+                    future.set_exception(error)
+                continue
+            self._outbox.notify()
+            for (_, _, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+
+    async def write_batch(
+        self, transaction: Transaction, batch: list[_Waiting], read_ids: bool
+    ) -> list[AuditRecord | None]:
+        head = await transaction.get(self._c.head, HEAD)
+        previous = head.value if head else None
+        results: list[AuditRecord | None] = []
+        seen: set[str] = set()
+        for event, event_id, _ in batch:
+            if event_id in seen or (
+                event_id and read_ids and await transaction.get(self._c.appended_events, event_id)
+            ):
+                results.append(None)
+                continue
+            if event_id and not read_ids:
+                transaction.expect_revision(self._c.appended_events, event_id, 0)
             record = next_record(previous, event, self._clock())
             transaction.put(self._c.records, sequence_key(record.sequence), record)
-            transaction.put(self._c.head, HEAD, record)
             if event_id:
+                seen.add(event_id)
                 transaction.put(self._c.appended_events, event_id, sequence_key(record.sequence))
             last_sealed = (record.sequence - 1) // self._every * self._every
             if checkpoint_due(last_sealed, record.sequence, self._every):
                 checkpoint = make_checkpoint(record, self._signer, self._clock())
                 transaction.put(self._c.checkpoints, sequence_key(record.sequence), checkpoint)
-            return record
-
-        async with self._lock:
-            return (await self._store.transact(write)).result
+            self._outbox.add(transaction, self._events.recorded(record), f"audit-{record.sequence}")
+            results.append(record)
+            previous = record
+        if previous is not None:
+            transaction.put(self._c.head, HEAD, previous)
+        return results
 
     async def records(self, after_sequence: int, limit: int) -> list[AuditRecord]:
         page = await self._c.records.page(sequence_key(after_sequence), limit)
@@ -114,3 +158,17 @@ class AuditTrail:
         )
         self.last_verification = report
         return report, len(checkpoints)
+
+
+class _BatchStep:
+    """One batch's transaction step. The first attempt only guards that no event id was appended
+    before (no read per record); a lost race, such as a redelivered entry, reads them."""
+
+    def __init__(self, trail: AuditTrail, batch: list[_Waiting]) -> None:
+        self._trail = trail
+        self._batch = batch
+        self._attempts = itertools.count(1)
+
+    async def __call__(self, transaction: Transaction) -> list[AuditRecord | None]:
+        read_ids = next(self._attempts) > 1
+        return await self._trail.write_batch(transaction, self._batch, read_ids)

@@ -1,0 +1,62 @@
+"""The audit trail against a real etcd: concurrent appends make one unbroken chain, and a
+redelivered entry is recorded once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from medcloud.runtime.bus import EventBus
+from medcloud.runtime.config import HostPort
+from medcloud.runtime.outbox import Outbox
+from medcloud.runtime.store import EtcdStore
+from medcloud.security.adapters.codecs import (
+    AuditRecordCodec,
+    CheckpointCodec,
+    ProtobufTrailEvents,
+    TextCodec,
+)
+from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier, generate_key_pair
+from medcloud.security.app.trail import AuditTrail, TrailCollections
+from medcloud.security.domain.audit import AuditEvent
+
+
+async def test_concurrent_appends_form_one_chain_and_a_redelivery_is_recorded_once(
+    etcd_server, nats_server, region
+):
+    store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "security")
+    bus = await EventBus.connect(nats_server.url, region, "security")
+    private_key, public_key = generate_key_pair()
+    trail = AuditTrail(
+        store,
+        TrailCollections(
+            records=store.collection("audit", AuditRecordCodec()),
+            checkpoints=store.collection("audit-checkpoints", CheckpointCodec()),
+            head=store.collection("audit-head", AuditRecordCodec()),
+            appended_events=store.collection("audit-events", TextCodec()),
+        ),
+        Ed25519Signer(private_key, "k1"),
+        Ed25519Verifier({"k1": public_key}),
+        Outbox(store, bus),
+        ProtobufTrailEvents(),
+        checkpoint_every=25,
+    )
+    try:
+
+        def event(number: int) -> AuditEvent:
+            return AuditEvent(
+                f"writer-{number % 8}", "service", "inventory.write", f"h-{number}", "allowed"
+            )
+
+        records = await asyncio.gather(*(trail.append(event(n), f"e-{n}") for n in range(120)))
+        again = await trail.append(event(7), "e-7")
+
+        assert again is None
+        assert sorted(r.sequence for r in records) == list(range(1, 121))
+        report, checkpoints = await trail.verify()
+        assert report.ok and report.records_checked == 120
+        assert checkpoints == 4
+        # Each record is announced once, through the outbox.
+        assert await Outbox(store, bus).flush() == 120
+    finally:
+        await bus.close()
+        await store.close()
