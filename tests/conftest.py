@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from medcloud.devstack.servers import EtcdServer, NatsServer
 from medcloud.runtime.telemetry import configure_telemetry
+from tests.support.identities import HARNESS, nats_users
 
 # Tracer providers can be installed once per process; the tests share this one and read its spans.
 SPANS = InMemorySpanExporter()
@@ -29,7 +30,9 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     work = tmp_path_factory.mktemp("nats")
-    server = NatsServer(work / "store", work / "nats.log")
+    server = NatsServer(
+        work / "store", work / "nats.log", users=nats_users(), anonymous_user=HARNESS
+    )
     server.start()
     yield server
     server.stop()

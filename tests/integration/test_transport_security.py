@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import grpc
 import nats
 import pytest
+from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medcloud.common.v1.audit_entry_pb2 import AuditEntry
@@ -17,8 +18,14 @@ from medcloud.devstack.pki import RegionPki
 from medcloud.devstack.stack import AUDIT_ADMINISTRATOR, SYSTEM_ADMINISTRATOR
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
+from medcloud.runtime.bus import EventBus, stream_name
 from medcloud.runtime.tls import TlsMaterial
-from tests.support.identities import aio_client_channel, client_channel, identity
+from tests.support.identities import (
+    aio_client_channel,
+    client_channel,
+    identity,
+    nats_password,
+)
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -109,3 +116,37 @@ async def test_a_call_with_the_wrong_role_is_refused_and_the_refusal_audited(
     assert entry.actor == "tester-audit-administrator"
     assert list(entry.roles) == ["audit-administrator"]
     assert entry.target == "/medcloud.monitoring.v1.MonitoringService/UpdateRuleSettings"
+
+
+async def test_a_service_may_publish_only_on_its_own_subjects(nats_server, region):
+    """NATS refuses a service that publishes on another's subject (each service logs in as its
+    own user; R-7.5a source control)."""
+    harness = await EventBus.connect(nats_server.url, region, "inventory")  # inventory's stream
+    password = nats_password("scheduling")
+    scheduling = await EventBus.connect(
+        nats_server.url, region, "scheduling", user="scheduling", password=password
+    )
+    refusals: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        refusals.append(str(error))
+
+    impostor = await nats.connect(
+        nats_server.url, user="scheduling", password=password, error_cb=on_error
+    )
+    try:
+        own = await scheduling.publish(wrappers_pb2.StringValue(value="placed"))
+        assert own.stream_sequence == 1
+        await impostor.publish(f"medcloud.{region}.inventory.HostStateChanged", b"forged")
+        await impostor.flush()
+        for _ in range(50):
+            if refusals:
+                break
+            await asyncio.sleep(0.1)
+        assert any("permissions violation" in r for r in refusals), refusals
+        info = await harness.jetstream.stream_info(stream_name(region, "inventory"))
+        assert info.state.messages == 0
+    finally:
+        await impostor.close()
+        await scheduling.close()
+        await harness.close()

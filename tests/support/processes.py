@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medcloud.devstack.processes import ManagedProcess, free_port
 from medcloud.devstack.stack import grpc_serving
-from tests.support.identities import identity
+from tests.support.identities import identity, nats_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,8 @@ def start_service(
     until its health check says SERVING; returns the process and its gRPC address."""
     address = address or f"127.0.0.1:{free_port()}"
     tls = identity(module.removeprefix("medcloud.").replace(".", "-"))
+    # The name run_service gives the process, which its NATS user and subjects carry.
+    service = "echo" if module == "tests.support.echo_service" else module.rpartition(".")[2]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -35,6 +37,7 @@ def start_service(
         "MEDCLOUD_GRPC_LISTEN": address,
         "MEDCLOUD_SHUTDOWN_GRACE_SECONDS": "10",
         **tls.environment(),
+        **nats_credentials(service),
         **(extra_env or {}),
     }
     process = ManagedProcess(module, [sys.executable, "-m", module], log_path, env)

@@ -129,14 +129,38 @@ class EtcdServer(LaunchedServer):
         return bool(kvs) and kvs[0].get("value") == value  # type: ignore[union-attr,index]
 
 
+def service_permissions(service: str) -> dict[str, dict[str, list[str]]]:
+    """What a service's NATS user may do: publish only on its own subjects (its events, its dead
+    letters, monitoring's sample log) and use JetStream's API and acks; receive through inboxes,
+    which is how pull consumers and request replies arrive."""
+    own = [f"medcloud.*.{service}.>"]
+    if service == "monitoring":
+        own.append("medcloud.*.monitoring-samples.>")
+    return {
+        "publish": {"allow": [*own, "$JS.API.>", "$JS.ACK.>", "_INBOX.>"]},
+        "subscribe": {"allow": ["_INBOX.>"]},
+    }
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    name: str
+    password: str
+    permissions: dict[str, dict[str, list[str]]] | None = None  # None: everything
+
+
 @dataclass
 class NatsServer(LaunchedServer):
-    """One nats-server with JetStream, storing streams in its own directory."""
+    """One nats-server with JetStream, storing streams in its own directory. With `users`, every
+    connection must log in as one of them; `anonymous_user` names the user a connection without
+    credentials becomes (a test harness), and without it such a connection is refused."""
 
     store_dir: Path
     log_path: Path
     client_port: int = 0
     startup_timeout_seconds: float = 30.0
+    users: tuple[NatsUser, ...] = ()
+    anonymous_user: str = ""
 
     def __post_init__(self) -> None:
         self.client_port = self.client_port or free_port()
@@ -147,26 +171,35 @@ class NatsServer(LaunchedServer):
     def url(self) -> str:
         return f"nats://{LOOPBACK}:{self.client_port}"
 
+    def _write_config(self) -> Path:
+        """nats-server reads JSON as its configuration format."""
+        config: dict[str, object] = {
+            "listen": f"{LOOPBACK}:{self.client_port}",
+            "http": f"{LOOPBACK}:{self.monitor_port}",
+            "server_name": "medcloud-local",
+            "jetstream": {"store_dir": str(self.store_dir)},
+        }
+        if self.users:
+            config["authorization"] = {
+                "users": [
+                    {"user": u.name, "password": u.password}
+                    | ({"permissions": u.permissions} if u.permissions else {})
+                    for u in self.users
+                ]
+            }
+            if self.anonymous_user:
+                config["no_auth_user"] = self.anonymous_user
+        path = self.store_dir.parent / f"{self.store_dir.name}.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
+
     def start(self) -> None:
         for port in (self.client_port, self.monitor_port):
             ensure_port_free("nats", LOOPBACK, port)
         self._process = ManagedProcess(
-            "nats",
-            [
-                str(self.binary),
-                "-a",
-                LOOPBACK,
-                "-p",
-                str(self.client_port),
-                "-m",
-                str(self.monitor_port),
-                "-js",
-                "-sd",
-                str(self.store_dir),
-                "-n",
-                "medcloud-local",
-            ],
-            self.log_path,
+            "nats", [str(self.binary), "-c", str(self._write_config())], self.log_path
         )
         self._process.start()
         self._process.wait_until_healthy(self._jetstream_ready, self.startup_timeout_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,13 @@ from medcloud.core.access import Role
 from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer, merge_kubeconfigs
 from medcloud.devstack.pki import RegionPki, TlsFiles
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
-from medcloud.devstack.servers import LOOPBACK, EtcdServer, NatsServer
+from medcloud.devstack.servers import (
+    LOOPBACK,
+    EtcdServer,
+    NatsServer,
+    NatsUser,
+    service_permissions,
+)
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_service_pb2 as api
@@ -29,6 +36,13 @@ AGENT = Role.AGENT.value
 SYSTEM_ADMINISTRATOR = Role.SYSTEM_ADMINISTRATOR.value
 SECURITY_ADMINISTRATOR = Role.SECURITY_ADMINISTRATOR.value
 AUDIT_ADMINISTRATOR = Role.AUDIT_ADMINISTRATOR.value
+
+OPERATOR = "region-operator"
+# The region operator watches every event and dead letter, and publishes none.
+OPERATOR_NATS_PERMISSIONS = {
+    "publish": {"allow": ["$JS.API.>", "$JS.ACK.>", "_INBOX.>"]},
+    "subscribe": {"allow": ["medcloud.>", "_INBOX.>"]},
+}
 
 # In the order they start: later services may subscribe to earlier ones' streams.
 KNOWN_SERVICES = ("inventory", "scheduling", "monitoring", "security", "backup")
@@ -144,12 +158,21 @@ class LocalStack:
     def client_environment(self) -> dict[str, str]:
         """What a person's shell needs: the stack, and the region operator's certificate."""
         tls = self.operator_tls.environment() if self.operator_tls else {}
-        return {**self.environment(), **tls}
+        nats = self.nats_credentials(OPERATOR) if self.pki else {}
+        return {**self.environment(), **tls, **nats}
 
     def start(self) -> None:
         try:
             self.pki = RegionPki(self.work_dir / "pki", self.region)
-            self.operator_tls = self.pki.issue("region-operator", (SYSTEM_ADMINISTRATOR,))
+            self.operator_tls = self.pki.issue(OPERATOR, (SYSTEM_ADMINISTRATOR,))
+            users = [
+                NatsUser(name, self._nats_password(name), service_permissions(name))
+                for name in self.service_names
+            ]
+            users.append(
+                NatsUser(OPERATOR, self._nats_password(OPERATOR), OPERATOR_NATS_PERMISSIONS)
+            )
+            self.nats.users = tuple(users)
             self.etcd.start()
             self.nats.start()
             self.clusters = [
@@ -167,7 +190,12 @@ class LocalStack:
                 service = ServiceProcess(
                     name,
                     self.work_dir / "logs" / f"{name}.log",
-                    {**self.environment(), **peers, **self._own_environment(name)},
+                    {
+                        **self.environment(),
+                        **peers,
+                        **self.nats_credentials(name),
+                        **self._own_environment(name),
+                    },
                     self.pki.issue(name, (SERVICE,)),
                 )
                 self.services.append(service)
@@ -175,6 +203,21 @@ class LocalStack:
         except StackError:
             self.stop()
             raise
+
+    def _nats_password(self, user: str) -> str:
+        """A fresh password for `user`, kept in a file only this process and the user read."""
+        assert self.pki is not None
+        path = self.pki.directory / f"nats-{user}.password"
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+        return path.read_text()
+
+    def nats_credentials(self, user: str) -> dict[str, str]:
+        assert self.pki is not None
+        return {
+            "MEDCLOUD_NATS_USER": user,
+            "MEDCLOUD_NATS_PASSWORD_FILE": str(self.pki.directory / f"nats-{user}.password"),
+        }
 
     def _own_environment(self, name: str) -> dict[str, str]:
         if name == "monitoring":

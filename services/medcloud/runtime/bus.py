@@ -145,13 +145,23 @@ class EventBus:
 
     @classmethod
     async def connect(
-        cls, url: str, region: str, service: str, *, connect_timeout_seconds: float = 5.0
+        cls,
+        url: str,
+        region: str,
+        service: str,
+        *,
+        user: str = "",
+        password: str = "",
+        connect_timeout_seconds: float = 5.0,
     ) -> EventBus:
-        """Connects to NATS and makes sure the service's own stream exists."""
+        """Connects to NATS (as `user`, when given) and makes sure the service's own stream
+        exists."""
         try:
             nc = await nats.connect(
                 url,
                 name=f"medcloud-{service}",
+                user=user or None,
+                password=password or None,
                 connect_timeout=connect_timeout_seconds,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,

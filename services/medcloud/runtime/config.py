@@ -161,6 +161,14 @@ class ServiceSettings:
         check=matches(re.compile(r"^(nats|tls)://"), "must start with nats:// or tls://"),
         help="NATS server URL with JetStream enabled",
     )
+    nats_user: str = setting(
+        "MEDCLOUD_NATS_USER",
+        default="",
+        help="this service's NATS user; it may publish only on the service's own subjects",
+    )
+    nats_password_file: str = setting(
+        "MEDCLOUD_NATS_PASSWORD_FILE", default="", help="a file holding the NATS user's password"
+    )
     log_level: str = setting(
         "MEDCLOUD_LOG_LEVEL",
         default="INFO",

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from medcloud.core.errors import Unavailable
 from medcloud.runtime.audit import AuditPublisher
@@ -46,11 +47,21 @@ Bootstrap = Callable[[ServiceContext], Awaitable[Sequence[ServiceBinding]]]
 
 
 async def _serve(
-    name: str, settings: ServiceSettings, tls: TlsMaterial | None, bootstrap: Bootstrap
+    name: str,
+    settings: ServiceSettings,
+    tls: TlsMaterial | None,
+    nats_password: str,
+    bootstrap: Bootstrap,
 ) -> None:
     store = await EtcdStore.connect(settings.etcd_endpoint, settings.region, name)
     try:
-        bus = await EventBus.connect(settings.nats_url, settings.region, name)
+        bus = await EventBus.connect(
+            settings.nats_url,
+            settings.region,
+            name,
+            user=settings.nats_user,
+            password=nats_password,
+        )
         try:
             audit = AuditPublisher(bus)
             bindings = await bootstrap(ServiceContext(name, settings, store, bus, tls, audit))
@@ -75,19 +86,30 @@ async def _serve(
         await store.close()
 
 
+def _nats_password(settings: ServiceSettings) -> str:
+    if not settings.nats_password_file:
+        return ""
+    try:
+        return Path(settings.nats_password_file).read_text().strip()
+    except OSError as error:
+        problem = f"MEDCLOUD_NATS_PASSWORD_FILE={settings.nats_password_file!r}: {error}"
+        raise ConfigError([problem]) from error
+
+
 def run_service(name: str, bootstrap: Bootstrap) -> int:
     """Runs one service until SIGTERM/SIGINT; returns the process exit code.
     A bad environment or an unreachable dependency stops start-up with a message naming it."""
     try:
         settings = load_settings(ServiceSettings)
         tls = tls_from_environment()
+        nats_password = _nats_password(settings)
     except ConfigError as error:
         print(f"medcloud-{name}: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(name, settings.region, settings.log_level)
     configure_telemetry(name, settings.region, settings.otlp_endpoint)
     try:
-        asyncio.run(_serve(name, settings, tls, bootstrap))
+        asyncio.run(_serve(name, settings, tls, nats_password, bootstrap))
     except Unavailable as error:
         log.error("dependency unavailable", extra={"error": str(error)})
         print(f"medcloud-{name}: {error}", file=sys.stderr)
