@@ -49,6 +49,8 @@ SECURITY_POLICY_WRITE = "security.policy.write"
 SECURITY_BASELINE_EVALUATE = "security.baseline.evaluate"
 SECURITY_DEIDENTIFICATION_KEY_MANAGE = "security.deidentification-key.manage"
 DATA_EXPORT_DECIDE = "data.export.decide"
+# Producing a de-identified release of health records.
+DATA_DEIDENTIFY = "data.deidentify"
 AUDIT_READ = "audit.read"
 AUDIT_VERIFY = "audit.verify"
 AUDIT_APPEND = "audit.append"
@@ -87,6 +89,7 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
                 SECURITY_BASELINE_EVALUATE,
                 SECURITY_DEIDENTIFICATION_KEY_MANAGE,
                 DATA_EXPORT_DECIDE,
+                DATA_DEIDENTIFY,
             }
         ),
         # Reads and verifies the trail, and reads the policy it audits against; changes nothing.

@@ -23,7 +23,12 @@ from medcloud.security.adapters.codecs import (
     TextCodec,
 )
 from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier
-from medcloud.security.app.governance import Governance, PoolCollections
+from medcloud.security.app.governance import (
+    Deidentification,
+    Governance,
+    KeyCollections,
+    PoolCollections,
+)
 from medcloud.security.app.trail import AuditTrail, TrailCollections
 from medcloud.security.domain.audit import RetentionPolicy
 from medcloud.security.entrypoints.audit_consumer import AUDITED_SERVICES, append_entry
@@ -107,7 +112,15 @@ def main() -> int:
                 durable=f"security-audit-{service}",
                 handler=lambda event: append_entry(trail, event),
             )
-        return [binding(SecurityApi(trail, governance))]
+        deidentification = Deidentification(
+            store,
+            KeyCollections(
+                keys=store.collection("pseudonym-keys", TextCodec()),
+                current=store.collection("pseudonym-key-current", TextCodec()),
+            ),
+            trail,
+        )
+        return [binding(SecurityApi(trail, governance, deidentification))]
 
     return run_service("security", bootstrap)
 

@@ -186,3 +186,63 @@ def test_a_site_is_judged_against_the_mlps_level_3_baseline_from_its_pool(securi
     assert "ips-ids" in by_control["MLPS3-ABS-2"].detail
     assert by_control["MLPS3-CNS-3"].passed  # every call is mutual TLS
     assert by_control["MLPS3-SMC-1"].passed  # three-role separation
+
+
+def _deidentify_request(records: list[dict], k_required: int) -> api.DeidentifyRecordsRequest:
+    request = api.DeidentifyRecordsRequest(
+        schema=[
+            pb.FieldLabel(
+                name="name", role=pb.FIELD_ROLE_DIRECT_IDENTIFIER, kind=pb.FIELD_KIND_TEXT
+            ),
+            pb.FieldLabel(
+                name="id_card", role=pb.FIELD_ROLE_DIRECT_IDENTIFIER, kind=pb.FIELD_KIND_CODE
+            ),
+            pb.FieldLabel(name="age", role=pb.FIELD_ROLE_QUASI_IDENTIFIER, kind=pb.FIELD_KIND_AGE),
+            pb.FieldLabel(name="diagnosis", role=pb.FIELD_ROLE_SENSITIVE, kind=pb.FIELD_KIND_CODE),
+        ],
+        techniques={
+            "name": pb.Technique(kind=pb.TECHNIQUE_KIND_SUPPRESS),
+            "id_card": pb.Technique(kind=pb.TECHNIQUE_KIND_PSEUDONYMISE),
+            "age": pb.Technique(kind=pb.TECHNIQUE_KIND_GENERALISE_AGE, band_years=10),
+            "diagnosis": pb.Technique(kind=pb.TECHNIQUE_KIND_KEEP),
+        },
+        k_required=k_required,
+    )
+    for record in records:
+        request.records.add().update(record)
+    return request
+
+
+PATIENTS = [
+    {"name": "张三", "id_card": "440126198001011234", "age": 45, "diagnosis": "E11"},
+    {"name": "李四", "id_card": "440126198102021235", "age": 41, "diagnosis": "I10"},
+    {"name": "王五", "id_card": "440126197503031236", "age": 87, "diagnosis": "E11"},
+]
+
+
+def test_records_are_released_without_direct_identifiers_and_pseudonyms_follow_the_key(security):
+    channel, officer = _stub(security, SECURITY_ADMINISTRATOR)
+    with channel:
+        first = officer.DeidentifyRecords(_deidentify_request(PATIENTS, k_required=2))
+        again = officer.DeidentifyRecords(_deidentify_request(PATIENTS[:1], k_required=1))
+        rotated_key = officer.RotatePseudonymKey(api.RotatePseudonymKeyRequest()).key_id
+        after = officer.DeidentifyRecords(_deidentify_request(PATIENTS[:1], k_required=1))
+        with pytest.raises(grpc.RpcError) as refused:
+            keeping = _deidentify_request(PATIENTS, k_required=2)
+            keeping.techniques["id_card"].kind = pb.TECHNIQUE_KIND_KEEP
+            officer.DeidentifyRecords(keeping)
+    released = [dict(record) for record in first.records]
+    text = repr(released)
+    assert all(p["name"] not in text and p["id_card"] not in text for p in PATIENTS)
+    assert [r["age"] for r in released] == ["40-49", "40-49", "80-89"]
+    # Below k: the 80-89 group of one is named, and the release stays a limited data set.
+    assert first.data_class == classification.DATA_CLASSIFICATION_LIMITED_DATA_SET
+    assert first.k == 1
+    assert [dict(g.values) for g in first.groups_below_k] == [{"age": "80-89"}]
+    assert again.records[0]["id_card"] == released[0]["id_card"]  # stable under one key
+    assert after.key_id == rotated_key != first.key_id
+    assert after.records[0]["id_card"] != released[0]["id_card"]  # changed by the rotation
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "direct identifier" in refused.value.details()
+    releases = [r for r in _records(security) if r.action == "data.deidentify"]
+    assert [r.outcome for r in releases] == ["limited-data-set", "de-identified", "de-identified"]

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from medcloud.common.v1 import data_classification_pb2 as classification
+from medcloud.core.errors import InvalidArgument
 from medcloud.runtime.proto_enums import enum_from_proto, enum_to_proto
+from medcloud.security.domain.anonymity import Group
 from medcloud.security.domain.audit import AuditRecord, Checkpoint, Problem
 from medcloud.security.domain.baseline import BaselineFinding
-from medcloud.security.domain.classification import DataClass
+from medcloud.security.domain.classification import (
+    DataClass,
+    FieldKind,
+    FieldLabel,
+    FieldRole,
+    RecordSchema,
+)
+from medcloud.security.domain.deidentification import (
+    DeidentificationPolicy,
+    GeneraliseAddress,
+    GeneraliseAge,
+    GeneraliseDate,
+    GeneralisePostcode,
+    Keep,
+    Pseudonymise,
+    Suppress,
+    Technique,
+)
 from medcloud.security.domain.pool import Allocation, Capability, SecurityInstance, Zone
 from medcloud.security.domain.sharing import ExportRequest, SharingMode
 from medcloud.security.v1 import security_events_pb2 as events_pb
 from medcloud.security.v1 import security_pb2 as pb
+from medcloud.security.v1 import security_service_pb2 as svc
 
 
 def record_to_proto(record: AuditRecord) -> pb.AuditRecord:
@@ -182,3 +202,72 @@ def export_request_from_proto(message: pb.ExportRequest) -> ExportRequest:
 class ProtobufTrailEvents:
     def recorded(self, record: AuditRecord) -> events_pb.AuditRecorded:
         return events_pb.AuditRecorded(record=record_to_proto(record))
+
+
+def _technique_from_proto(message: pb.Technique, at: str) -> Technique:
+    kind = message.kind
+    if kind == pb.TECHNIQUE_KIND_SUPPRESS:
+        return Suppress()
+    if kind == pb.TECHNIQUE_KIND_KEEP:
+        return Keep()
+    if kind == pb.TECHNIQUE_KIND_PSEUDONYMISE:
+        return Pseudonymise()
+    if kind == pb.TECHNIQUE_KIND_GENERALISE_AGE:
+        return GeneraliseAge(band_years=message.band_years or 5)  # type: ignore[arg-type]
+    if kind == pb.TECHNIQUE_KIND_GENERALISE_DATE:
+        return GeneraliseDate(to=message.date_to or "month")  # type: ignore[arg-type]
+    if kind == pb.TECHNIQUE_KIND_GENERALISE_ADDRESS:
+        return GeneraliseAddress(keep_levels=message.keep_levels or 1)  # type: ignore[arg-type]
+    if kind == pb.TECHNIQUE_KIND_GENERALISE_POSTCODE:
+        return GeneralisePostcode(keep_digits=message.keep_digits or 3)
+    names = pb.TechniqueKind.DESCRIPTOR.values_by_name
+    allowed = ", ".join(n for n in names if not n.endswith("UNSPECIFIED"))
+    raise InvalidArgument.single(f"{at}.kind", f"must be one of {allowed}, got {kind}")
+
+
+def policy_from_proto(request: svc.DeidentifyRecordsRequest) -> DeidentificationPolicy:
+    schema = RecordSchema(
+        tuple(
+            FieldLabel(
+                label.name,
+                enum_from_proto(label.role, pb.FieldRole, FieldRole, f"schema[{i}].role"),
+                enum_from_proto(label.kind, pb.FieldKind, FieldKind, f"schema[{i}].kind"),
+            )
+            for i, label in enumerate(request.schema)
+        )
+    )
+    techniques = {
+        name: _technique_from_proto(technique, f"techniques.{name}")
+        for name, technique in request.techniques.items()
+    }
+    return DeidentificationPolicy(schema, techniques)
+
+
+def _plain(value: object) -> object:
+    # JSON has one number type; a whole number is an age or a count, not a measurement.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def records_from_proto(records) -> list[dict[str, object]]:
+    return [
+        {name: _plain(value) for name, value in json_format.MessageToDict(record).items()}
+        for record in records
+    ]
+
+
+def record_to_struct(record: dict[str, object]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(record)
+    return message
+
+
+def group_to_proto(group: Group) -> pb.QuasiIdentifierGroup:
+    return pb.QuasiIdentifierGroup(
+        values={
+            name: "" if value is None else str(value)
+            for name, value in zip(group.quasi_identifiers, group.values, strict=True)
+        },
+        size=group.size,
+    )

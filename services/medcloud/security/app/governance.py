@@ -1,8 +1,10 @@
-"""The security pool, each site's MLPS level-3 baseline and the data-sharing gate, every change
-and decision written to the audit trail with who made it (R-7.2.4, R-7.5a-c)."""
+"""The security pool, each site's MLPS level-3 baseline, the data-sharing gate and
+de-identification, every change and decision written to the audit trail with who made it
+(R-7.2.4, R-7.5a-c)."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 
@@ -11,6 +13,13 @@ from medcloud.runtime.store import Collection, EtcdStore, Transaction
 from medcloud.security.app.trail import AuditTrail
 from medcloud.security.domain.audit import AuditEvent, RetentionPolicy
 from medcloud.security.domain.baseline import BaselineReport, evaluate_baseline, site_facts
+from medcloud.security.domain.deidentification import (
+    MIN_KEY_BYTES,
+    DeidentificationPolicy,
+    KeyRing,
+    Release,
+    prepare_release,
+)
 from medcloud.security.domain.pool import (
     Allocation,
     Capability,
@@ -177,3 +186,83 @@ class Governance:
             reason=decision.reason[:1000],
         )
         return decision
+
+
+@dataclass(frozen=True)
+class KeyCollections:
+    # Secrets by key id (hex), and the id new pseudonyms use under CURRENT_KEY.
+    keys: Collection[str]
+    current: Collection[str]
+
+
+CURRENT_KEY = "current"
+
+
+class Deidentification:
+    """De-identification with the region's pseudonym keys, kept in etcd; every release and every
+    rotation is audited (counts and classes, never a value)."""
+
+    def __init__(self, store: EtcdStore, keys: KeyCollections, trail: AuditTrail) -> None:
+        self._store = store
+        self._keys = keys
+        self._trail = trail
+
+    async def _ring(self) -> KeyRing:
+        current = await self._keys.current.get(CURRENT_KEY)
+        if current is None:
+            return await self._rotate()
+        keys = {item.id: bytes.fromhex(item.value) for item in await self._keys.keys.list()}
+        return KeyRing(keys, current.value)
+
+    async def _rotate(self) -> KeyRing:
+        async def write(transaction: Transaction) -> KeyRing:
+            current = await transaction.get(self._keys.current, CURRENT_KEY)
+            stored = await transaction.scan(self._keys.keys)
+            key_id = f"k{len(stored) + 1}"
+            secret = secrets.token_bytes(MIN_KEY_BYTES)
+            transaction.put(self._keys.keys, key_id, secret.hex())
+            transaction.put(self._keys.current, CURRENT_KEY, key_id)
+            keys = {item.id: bytes.fromhex(item.value) for item in stored}
+            ring = KeyRing(keys, current.value) if current else None
+            return ring.rotate(key_id, secret) if ring else KeyRing({key_id: secret}, key_id)
+
+        return (await self._store.transact(write)).result
+
+    async def rotate(self, identity: Identity) -> str:
+        ring = await self._rotate()
+        await self._trail.append(
+            AuditEvent(
+                identity.subject,
+                _role(identity),
+                "security.deidentification-key.manage",
+                f"pseudonym-key/{ring.current}",
+                "rotated",
+            )
+        )
+        return ring.current
+
+    async def deidentify(
+        self,
+        identity: Identity,
+        policy: DeidentificationPolicy,
+        records: list[dict[str, object]],
+        k_required: int,
+    ) -> tuple[Release, str]:
+        ring = await self._ring()
+        release = prepare_release(records, policy, ring, k_required)
+        await self._trail.append(
+            AuditEvent(
+                identity.subject,
+                _role(identity),
+                "data.deidentify",
+                "records",
+                release.data_class.value,
+                {
+                    "records": str(len(records)),
+                    "k": str(release.anonymity.k),
+                    "k_required": str(k_required),
+                    "key_id": ring.current,
+                },
+            )
+        )
+        return release, ring.current

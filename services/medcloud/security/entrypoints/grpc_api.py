@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from medcloud.common.v1 import data_classification_pb2 as classification
 from medcloud.core import access
 from medcloud.runtime.grpc_server import ServiceBinding, identity_of
+from medcloud.runtime.proto_enums import enum_to_proto
 from medcloud.runtime.tls import caller_of
 from medcloud.security.adapters.codecs import (
     allocation_to_proto,
     capability_from_proto,
     export_request_from_proto,
     finding_to_proto,
+    group_to_proto,
     instance_from_proto,
     instance_to_proto,
+    policy_from_proto,
     problem_to_proto,
     record_to_proto,
+    record_to_struct,
+    records_from_proto,
     zone_from_proto,
 )
-from medcloud.security.app.governance import Governance
+from medcloud.security.app.governance import Deidentification, Governance
 from medcloud.security.app.trail import AuditTrail
 from medcloud.security.v1 import security_service_pb2 as api
 from medcloud.security.v1 import security_service_pb2_grpc as api_grpc
@@ -27,9 +33,12 @@ SERVICE_NAME = api.DESCRIPTOR.services_by_name["SecurityService"].full_name
 
 
 class SecurityApi(api_grpc.SecurityServiceServicer):
-    def __init__(self, trail: AuditTrail, governance: Governance) -> None:
+    def __init__(
+        self, trail: AuditTrail, governance: Governance, deidentification: Deidentification
+    ) -> None:
         self._trail = trail
         self._governance = governance
+        self._deidentification = deidentification
 
     async def ListAuditRecords(
         self, request: api.ListAuditRecordsRequest, context: Any
@@ -116,6 +125,29 @@ class SecurityApi(api_grpc.SecurityServiceServicer):
             requirement_id=decision.requirement_id,
         )
 
+    async def DeidentifyRecords(
+        self, request: api.DeidentifyRecordsRequest, context: Any
+    ) -> api.DeidentifyRecordsResponse:
+        release, key_id = await self._deidentification.deidentify(
+            identity_of(caller_of(context)),
+            policy_from_proto(request),
+            records_from_proto(request.records),
+            request.k_required,
+        )
+        return api.DeidentifyRecordsResponse(
+            records=[record_to_struct(record) for record in release.records],
+            data_class=enum_to_proto(release.data_class, classification.DataClassification),
+            k=release.anonymity.k,
+            groups_below_k=[group_to_proto(g) for g in release.anonymity.offending_groups],
+            key_id=key_id,
+        )
+
+    async def RotatePseudonymKey(
+        self, request: api.RotatePseudonymKeyRequest, context: Any
+    ) -> api.RotatePseudonymKeyResponse:
+        key_id = await self._deidentification.rotate(identity_of(caller_of(context)))
+        return api.RotatePseudonymKeyResponse(key_id=key_id)
+
 
 ACTIONS = {
     "ListAuditRecords": access.AUDIT_READ,
@@ -126,6 +158,8 @@ ACTIONS = {
     "ReleaseCapability": access.SECURITY_POLICY_WRITE,
     "EvaluateBaseline": access.SECURITY_BASELINE_EVALUATE,
     "DecideExport": access.DATA_EXPORT_DECIDE,
+    "DeidentifyRecords": access.DATA_DEIDENTIFY,
+    "RotatePseudonymKey": access.SECURITY_DEIDENTIFICATION_KEY_MANAGE,
 }
 
 
