@@ -111,6 +111,17 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
 
 KNOWN_ACTIONS = FORBIDDEN_TO_ALL.union(*ALLOWED.values())
 
+# Calls the audit trail keeps when they are allowed too: everything that changes the systems, the
+# policy or the data released. Reads, node ingest and the trail's own appends would drown it.
+AUDITED_ACTIONS = KNOWN_ACTIONS - {
+    INVENTORY_READ,
+    SCHEDULING_READ,
+    MONITORING_READ,
+    MONITORING_INGEST,
+    SECURITY_POLICY_READ,
+    AUDIT_APPEND,
+}
+
 
 def roles_allowed(action: str) -> frozenset[Role]:
     """The roles that may perform `action`; empty for an unknown or forbidden one."""
@@ -150,6 +161,11 @@ class Identity:
             )
         if violations:
             raise InvalidArgument(violations)
+
+    @property
+    def role_names(self) -> str:
+        """The roles as one text, for records: "security-administrator"."""
+        return ",".join(sorted(role.value for role in self.roles)) or "none"
 
     def __str__(self) -> str:
         roles = ", ".join(sorted(role.value for role in self.roles)) or "no role"

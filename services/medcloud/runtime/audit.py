@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 
 from medcloud.common.v1.audit_entry_pb2 import AuditEntry
-from medcloud.core.access import AccessRefused
+from medcloud.core.access import AccessRefused, Identity
 from medcloud.runtime.bus import EventBus
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,20 @@ class AuditPublisher:
                 method,
                 "refused",
                 {"reason": refused.reason},
+            )
+        )
+
+    def performed(self, identity: Identity, action: str, method: str, code: str) -> None:
+        """The gRPC server's listener: a call that changes something is audited, with its
+        outcome (OK, or the code it failed with)."""
+        self.record(
+            audit_entry(
+                identity.subject,
+                sorted(role.value for role in identity.roles),
+                action,
+                method,
+                "done" if code == "OK" else "failed",
+                {"code": code},
             )
         )
 

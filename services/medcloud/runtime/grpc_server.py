@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2
@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from opentelemetry import metrics
 from opentelemetry.trace import SpanKind
 
-from medcloud.core.access import AccessRefused, Identity, Role, authorise
+from medcloud.core.access import AUDITED_ACTIONS, AccessRefused, Identity, Role, authorise
 from medcloud.core.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -73,7 +73,15 @@ def status_for(error: MedcloudError) -> grpc.Status:
 
 
 _ROLES = {role.value: role for role in Role}
-RefusalListener = Callable[[AccessRefused, str], None]
+
+
+class AuditListener(Protocol):
+    """Told of every refused call, and of every call that changed something (an action in
+    medcloud.core.access.AUDITED_ACTIONS), with the outcome's gRPC code."""
+
+    def refused(self, refused: AccessRefused, method: str) -> None: ...
+
+    def performed(self, identity: Identity, action: str, method: str, code: str) -> None: ...
 
 
 def identity_of(caller: Caller) -> Identity:
@@ -93,10 +101,16 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
     domain errors to canonical codes, counts in-flight calls and records call durations: one
     layer, since each layer costs every call."""
 
-    def __init__(self, actions: dict[str, str] | None, on_refused: RefusalListener | None) -> None:
+    def __init__(
+        self,
+        actions: dict[str, str] | None,
+        audit: AuditListener | None,
+        audits_itself: frozenset[str] = frozenset(),
+    ) -> None:
         # Full method path -> action; None when there is no TLS, so no identity to check.
         self._actions = actions
-        self._on_refused = on_refused
+        self._audit = audit
+        self._audits_itself = audits_itself
         self.in_flight = 0
         meter = metrics.get_meter("medcloud.runtime.grpc")
         self._duration = meter.create_histogram(
@@ -112,9 +126,10 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
         carrier = {key: value for key, value in metadata or ()}
         self.in_flight += 1
         started, code = time.perf_counter(), grpc.StatusCode.OK
+        audited: tuple[Identity, str] | None = None
         with incoming_span(method.lstrip("/"), carrier, SpanKind.SERVER, attributes) as span:
             try:
-                self._authorise(method, context)
+                audited = self._authorise(method, context)
                 yield
             except MedcloudError as error:
                 code = code_for(error)
@@ -127,23 +142,33 @@ class _RuntimeInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 self.in_flight -= 1
+                if audited is not None and self._audit is not None:
+                    self._audit.performed(*audited, method, code.name)
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
                 self._duration.record(
                     (time.perf_counter() - started) * 1000.0,
                     {"rpc.method": method, "rpc.grpc.status_code": code.value[0]},
                 )
 
-    def _authorise(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    def _authorise(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[Identity, str] | None:
+        """Raises AccessRefused unless the caller may call `method`; returns who and what when
+        the call is one the audit trail keeps."""
         if self._actions is None or method.startswith(_OPEN_TO_EVERY_CALLER):
-            return
+            return None
         # Unknown methods get no action, which nobody holds: deny by default.
         action = self._actions.get(method, "unmapped.method")
+        identity = identity_of(caller_of(context))
         try:
-            authorise(identity_of(caller_of(context)), action)
+            authorise(identity, action)
         except AccessRefused as refused:
-            if self._on_refused is not None:
-                self._on_refused(refused, method)
+            if self._audit is not None:
+                self._audit.refused(refused, method)
             raise
+        if action in AUDITED_ACTIONS and method not in self._audits_itself:
+            return identity, action
+        return None
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
@@ -200,6 +225,8 @@ class ServiceBinding:
     full_name: str
     add_to_server: Callable[[grpc.aio.Server], None]
     actions: Mapping[str, str] = field(default_factory=dict)
+    # True where the service's use cases write their own, richer audit records (security).
+    audits_itself: bool = False
 
 
 class GrpcServer:
@@ -212,7 +239,7 @@ class GrpcServer:
         shutdown_grace_seconds: float,
         drain_delay_seconds: float = 1.0,
         tls: TlsMaterial | None = None,
-        on_refused: RefusalListener | None = None,
+        audit: AuditListener | None = None,
     ) -> None:
         self._bindings = tuple(bindings)
         self._tls = tls
@@ -224,8 +251,14 @@ class GrpcServer:
             for binding in self._bindings
             for method, action in binding.actions.items()
         }
+        audits_itself = frozenset(
+            f"/{binding.full_name}/{method}"
+            for binding in self._bindings
+            if binding.audits_itself
+            for method in binding.actions
+        )
         # Without TLS there is no verified caller: only the runtime's own tests serve so.
-        self._runtime = _RuntimeInterceptor(actions if tls else None, on_refused)
+        self._runtime = _RuntimeInterceptor(actions if tls else None, audit, audits_itself)
         self._health = HealthServicer()
         self._server = grpc.aio.server(interceptors=[self._runtime])
         self._stopped = asyncio.Event()

@@ -70,7 +70,7 @@ async def _serve(
                 settings.grpc_listen,
                 settings.shutdown_grace_seconds,
                 tls=tls,
-                on_refused=audit.refused,
+                audit=audit,
             )
             port = await server.start()
             log.info(

@@ -30,10 +30,6 @@ from medcloud.security.domain.pool import (
 from medcloud.security.domain.sharing import ExportRequest, SharingDecision, decide
 
 
-def _role(identity: Identity) -> str:
-    return ",".join(sorted(role.value for role in identity.roles)) or "none"
-
-
 @dataclass(frozen=True)
 class PoolCollections:
     instances: Collection[SecurityInstance]
@@ -59,7 +55,7 @@ class Governance:
         self, identity: Identity, action: str, target: str, outcome: str, **detail: str
     ) -> None:
         await self._trail.append(
-            AuditEvent(identity.subject, _role(identity), action, target, outcome, detail)
+            AuditEvent(identity.subject, identity.role_names, action, target, outcome, detail)
         )
 
     async def _loaded(
@@ -233,7 +229,7 @@ class Deidentification:
         await self._trail.append(
             AuditEvent(
                 identity.subject,
-                _role(identity),
+                identity.role_names,
                 "security.deidentification-key.manage",
                 f"pseudonym-key/{ring.current}",
                 "rotated",
@@ -253,7 +249,7 @@ class Deidentification:
         await self._trail.append(
             AuditEvent(
                 identity.subject,
-                _role(identity),
+                identity.role_names,
                 "data.deidentify",
                 "records",
                 release.data_class.value,

@@ -5,6 +5,7 @@ everything stored."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -144,9 +145,11 @@ class AuditTrail:
                 return
             after = page[-1].id
 
-    async def verify(self) -> tuple[VerificationReport, int]:
+    async def verify(self, by: AuditEvent | None = None) -> tuple[VerificationReport, int]:
         """Every stored record and checkpoint, checked; the head names the last sequence, so a
-        truncated tail is found too. Returns the report and how many checkpoints it used."""
+        truncated tail is found too. Returns the report and how many checkpoints it used. With
+        `by` (who asked), the verification joins the trail with its outcome: auditors are
+        audited too."""
         checkpoints = [item.value for item in await self._c.checkpoints.list()]
         head = await self._c.head.get(HEAD)
         records = [record async for record in self._all_records()]
@@ -157,6 +160,10 @@ class AuditTrail:
             expected_last_sequence=head.value.sequence if head else None,
         )
         self.last_verification = report
+        if by is not None:
+            outcome = "ok" if report.ok else "problems"
+            detail = {"records": str(report.records_checked), "problems": str(len(report.problems))}
+            await self.append(dataclasses.replace(by, outcome=outcome, detail=detail))
         return report, len(checkpoints)
 
 

@@ -26,6 +26,7 @@ from medcloud.security.adapters.codecs import (
 )
 from medcloud.security.app.governance import Deidentification, Governance
 from medcloud.security.app.trail import AuditTrail
+from medcloud.security.domain.audit import AuditEvent
 from medcloud.security.v1 import security_service_pb2 as api
 from medcloud.security.v1 import security_service_pb2_grpc as api_grpc
 
@@ -50,7 +51,10 @@ class SecurityApi(api_grpc.SecurityServiceServicer):
     async def VerifyAuditTrail(
         self, request: api.VerifyAuditTrailRequest, context: Any
     ) -> api.VerifyAuditTrailResponse:
-        report, checkpoints = await self._trail.verify()
+        identity = identity_of(caller_of(context))
+        report, checkpoints = await self._trail.verify(
+            AuditEvent(identity.subject, identity.role_names, access.AUDIT_VERIFY, "trail", "asked")
+        )
         return api.VerifyAuditTrailResponse(
             ok=report.ok,
             records_checked=report.records_checked,
@@ -168,4 +172,5 @@ def binding(servicer: SecurityApi) -> ServiceBinding:
         SERVICE_NAME,
         lambda server: api_grpc.add_SecurityServiceServicer_to_server(servicer, server),
         ACTIONS,
+        audits_itself=True,
     )
