@@ -16,12 +16,11 @@ from medcloud.runtime.service import EXIT_CONFIG, ServiceContext, run_service
 from medcloud.runtime.store import Versioned
 from medcloud.security.adapters.codecs import (
     AllocationCodec,
-    AuditRecordCodec,
-    CheckpointCodec,
     InstanceCodec,
     ProtobufTrailEvents,
     TextCodec,
 )
+from medcloud.security.adapters.collections import trail_collections
 from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier
 from medcloud.security.app.governance import (
     Deidentification,
@@ -29,7 +28,7 @@ from medcloud.security.app.governance import (
     KeyCollections,
     PoolCollections,
 )
-from medcloud.security.app.trail import AuditTrail, TrailCollections
+from medcloud.security.app.trail import AuditTrail
 from medcloud.security.domain.audit import RetentionPolicy
 from medcloud.security.entrypoints.audit_consumer import AUDITED_SERVICES, append_entry
 from medcloud.security.entrypoints.grpc_api import SecurityApi, binding
@@ -83,12 +82,7 @@ def main() -> int:
         verifier = Ed25519Verifier({item.id: bytes.fromhex(item.value) for item in stored})
         trail = AuditTrail(
             store,
-            TrailCollections(
-                records=store.collection("audit", AuditRecordCodec()),
-                checkpoints=store.collection("audit-checkpoints", CheckpointCodec()),
-                head=store.collection("audit-head", AuditRecordCodec()),
-                appended_events=store.collection("audit-events", TextCodec()),
-            ),
+            trail_collections(store),
             signer,
             verifier,
             outbox,

@@ -10,13 +10,11 @@ from medcloud.runtime.config import HostPort
 from medcloud.runtime.outbox import Outbox
 from medcloud.runtime.store import EtcdStore
 from medcloud.security.adapters.codecs import (
-    AuditRecordCodec,
-    CheckpointCodec,
     ProtobufTrailEvents,
-    TextCodec,
 )
+from medcloud.security.adapters.collections import trail_collections
 from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier, generate_key_pair
-from medcloud.security.app.trail import AuditTrail, TrailCollections
+from medcloud.security.app.trail import AuditTrail
 from medcloud.security.domain.audit import AuditEvent
 
 
@@ -28,12 +26,7 @@ async def test_concurrent_appends_form_one_chain_and_a_redelivery_is_recorded_on
     private_key, public_key = generate_key_pair()
     trail = AuditTrail(
         store,
-        TrailCollections(
-            records=store.collection("audit", AuditRecordCodec()),
-            checkpoints=store.collection("audit-checkpoints", CheckpointCodec()),
-            head=store.collection("audit-head", AuditRecordCodec()),
-            appended_events=store.collection("audit-events", TextCodec()),
-        ),
+        trail_collections(store),
         Ed25519Signer(private_key, "k1"),
         Ed25519Verifier({"k1": public_key}),
         Outbox(store, bus),
