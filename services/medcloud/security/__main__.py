@@ -99,6 +99,10 @@ def main() -> int:
             RetentionPolicy(settings.retention_days),
             transport_encrypted=context.tls is not None,
         )
+        context.run_in_background(
+            trail.prune_every(RetentionPolicy(settings.retention_days), 24 * 3600.0),
+            name="audit retention",
+        )
         for service in AUDITED_SERVICES:
             await context.bus.subscribe(
                 source_service=service,

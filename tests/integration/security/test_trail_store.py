@@ -15,7 +15,7 @@ from medcloud.security.adapters.codecs import (
 from medcloud.security.adapters.collections import trail_collections
 from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier, generate_key_pair
 from medcloud.security.app.trail import AuditTrail
-from medcloud.security.domain.audit import AuditEvent
+from medcloud.security.domain.audit import AuditEvent, RetentionPolicy
 
 
 async def test_concurrent_appends_form_one_chain_and_a_redelivery_is_recorded_once(
@@ -50,6 +50,46 @@ async def test_concurrent_appends_form_one_chain_and_a_redelivery_is_recorded_on
         assert checkpoints == 4
         # Each record is announced once, through the outbox.
         assert await Outbox(store, bus).flush() == 120
+    finally:
+        await bus.close()
+        await store.close()
+
+
+async def test_pruning_removes_only_records_past_retention_and_the_rest_still_verifies(
+    etcd_server, nats_server, region
+):
+    store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "security")
+    bus = await EventBus.connect(nats_server.url, region, "security")
+    private_key, public_key = generate_key_pair()
+    now = 1_800_000_000.0
+    clock = [now - 200 * 86_400]  # the first records are 200 days old
+    trail = AuditTrail(
+        store,
+        trail_collections(store),
+        Ed25519Signer(private_key, "k1"),
+        Ed25519Verifier({"k1": public_key}),
+        Outbox(store, bus),
+        ProtobufTrailEvents(),
+        clock=lambda: clock[0],
+        checkpoint_every=10,
+    )
+    try:
+        for number in range(25):
+            await trail.append(AuditEvent("ops", "service", "inventory.write", f"h-{number}", "ok"))
+        clock[0] = now
+        for number in range(5):
+            await trail.append(AuditEvent("ops", "service", "inventory.write", f"n-{number}", "ok"))
+
+        pruned = await trail.prune(RetentionPolicy(180))
+
+        # Records 1-20 go (20 is the newest old record a checkpoint seals); 21-25 are old but
+        # unsealed, so they stay with the recent ones.
+        assert pruned == 20
+        kept = await trail.records(0, 100)
+        assert [r.sequence for r in kept] == list(range(21, 31))
+        report, _ = await trail.verify()
+        assert report.ok and report.records_checked == 10
+        assert await trail.prune(RetentionPolicy(180)) == 0
     finally:
         await bus.close()
         await store.close()

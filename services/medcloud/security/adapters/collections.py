@@ -13,4 +13,5 @@ def trail_collections(store: EtcdStore) -> TrailCollections:
         checkpoints=store.collection("audit-checkpoints", CheckpointCodec()),
         head=store.collection("audit-head", AuditRecordCodec()),
         appended_events=store.collection("audit-events", TextCodec()),
+        anchor=store.collection("audit-anchor", AuditRecordCodec()),
     )

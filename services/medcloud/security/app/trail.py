@@ -5,6 +5,7 @@ everything stored."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import dataclasses
 import itertools
 import time
@@ -18,17 +19,24 @@ from medcloud.security.domain.audit import (
     CHECKPOINT_EVERY_RECORDS,
     AuditEvent,
     AuditRecord,
+    ChainAnchor,
     Checkpoint,
+    RetentionPolicy,
     Signer,
     VerificationReport,
     Verifier,
     checkpoint_due,
     make_checkpoint,
     next_record,
+    prune_point,
     verify,
 )
 
+log = logging.getLogger(__name__)
+
 HEAD = "head"
+ANCHOR = "anchor"
+_DELETES_PER_TRANSACTION = 60
 _PAGE = 1000
 # Each record is up to four writes (record, event id, checkpoint, its AuditRecorded event) plus
 # the head, and etcd takes at most 128 operations per transaction.
@@ -49,6 +57,8 @@ class TrailCollections:
     head: Collection[AuditRecord]
     # Event ids already appended, so a redelivered entry is not recorded twice.
     appended_events: Collection[str]
+    # The last pruned record, which the kept trail verifies from.
+    anchor: Collection[AuditRecord]
 
 
 class AuditTrail:
@@ -135,8 +145,8 @@ class AuditTrail:
         page = await self._c.records.page(sequence_key(after_sequence), limit)
         return [item.value for item in page]
 
-    async def _all_records(self) -> AsyncIterator[AuditRecord]:
-        after = ""
+    async def _all_records(self, after_sequence: int = 0) -> AsyncIterator[AuditRecord]:
+        after = sequence_key(after_sequence) if after_sequence else ""
         while True:
             page = await self._c.records.page(after, _PAGE)
             for item in page:
@@ -145,18 +155,82 @@ class AuditTrail:
                 return
             after = page[-1].id
 
+    async def _anchor(self) -> ChainAnchor:
+        stored = await self._c.anchor.get(ANCHOR)
+        return (
+            ChainAnchor()
+            if stored is None
+            else ChainAnchor(stored.value.sequence, stored.value.hash)
+        )
+
+    async def prune(self, policy: RetentionPolicy) -> int:
+        """Removes records older than the retention, up to the newest one a checkpoint seals,
+        and only from a trail that verifies: pruning must never hide a problem. The last pruned
+        record becomes the anchor the rest verifies from, and its checkpoint stays as proof.
+        Returns how many records went."""
+        report, _ = await self.verify()
+        if not report.ok:
+            return 0
+        anchor = await self._anchor()
+        checkpoints = [item.value for item in await self._c.checkpoints.list()]
+        point = prune_point(
+            [record async for record in self._all_records(anchor.sequence)],
+            checkpoints,
+            policy,
+            self._clock(),
+        )
+        if point is None or point.sequence <= anchor.sequence:
+            return 0
+        sealing = await self._c.records.require(sequence_key(point.sequence))
+
+        # The anchor first: a crash part-way through leaves records below it, which verification
+        # skips, rather than a gap it would report.
+        async def move_anchor(transaction: Transaction) -> None:
+            transaction.put(self._c.anchor, ANCHOR, sealing.value)
+
+        await self._store.transact(move_anchor)
+        doomed = range(anchor.sequence + 1, point.sequence + 1)
+        for start in range(0, len(doomed), _DELETES_PER_TRANSACTION):
+            chunk = doomed[start : start + _DELETES_PER_TRANSACTION]
+
+            async def delete(transaction: Transaction, chunk: range = chunk) -> None:
+                for sequence in chunk:
+                    transaction.delete(self._c.records, sequence_key(sequence))
+                    if sequence != point.sequence:
+                        transaction.delete(self._c.checkpoints, sequence_key(sequence))
+
+            await self._store.transact(delete)
+        return len(doomed)
+
+    async def prune_every(self, policy: RetentionPolicy, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                pruned = await self.prune(policy)
+            except Exception:
+                log.exception("pruning the audit trail failed; trying again next interval")
+                continue
+            if pruned:
+                log.info("audit trail pruned", extra={"records": pruned})
+
     async def verify(self, by: AuditEvent | None = None) -> tuple[VerificationReport, int]:
         """Every stored record and checkpoint, checked; the head names the last sequence, so a
         truncated tail is found too. Returns the report and how many checkpoints it used. With
         `by` (who asked), the verification joins the trail with its outcome: auditors are
         audited too."""
-        checkpoints = [item.value for item in await self._c.checkpoints.list()]
+        anchor = await self._anchor()
+        checkpoints = [
+            item.value
+            for item in await self._c.checkpoints.list()
+            if item.value.sequence >= anchor.sequence
+        ]
         head = await self._c.head.get(HEAD)
-        records = [record async for record in self._all_records()]
+        records = [record async for record in self._all_records(anchor.sequence)]
         report = verify(
             records,
             checkpoints,
             self._verifier,
+            anchor=anchor,
             expected_last_sequence=head.value.sequence if head else None,
         )
         self.last_verification = report
