@@ -5,9 +5,9 @@ everything stored."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import dataclasses
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
