@@ -68,6 +68,41 @@ class HostIndex:
         self.group_min_memory = [min(memory[i] for i in g) for g in self.group_hosts]
         self.group_max_memory = [max(memory[i] for i in g) for g in self.group_hosts]
         self.group_frontier = [frontier((vcpu[i], memory[i]) for i in g) for g in self.group_hosts]
+        # The pools per centre and class, and the roomiest of each as the view has them: a working
+        # view starts from these instead of indexing the region's pools again on every placement.
+        self.pools: dict[str, PoolOption] = {pool.pool_id: pool for pool in view.pools}
+        self.pool_ids_by_place: dict[tuple[str, StorageClass], list[str]] = {}
+        for pool in view.pools:
+            key = (pool.centre_id, pool.storage_class)
+            self.pool_ids_by_place.setdefault(key, []).append(pool.pool_id)
+        self._roomiest: dict[tuple[str, StorageClass], PoolOption | None] = {}
+        self._room_by_class: dict[StorageClass, dict[str, int]] = {}
+        self._groups_with_role: dict[frozenset[CentreRole], list[bool]] = {}
+
+    def roomiest_pool(self, place: tuple[str, StorageClass]) -> PoolOption | None:
+        """The pool of that centre and class with most room in the view (ties by pool id), if any."""
+        if place not in self._roomiest:
+            self._roomiest[place] = _roomiest_of(
+                self.pools[pool_id] for pool_id in self.pool_ids_by_place.get(place, ())
+            )
+        return self._roomiest[place]
+
+    def room_by_centre(self, storage_class: StorageClass) -> dict[str, int]:
+        """Per centre with a pool of the class, the GiB free in its roomiest one, in the view."""
+        if storage_class not in self._room_by_class:
+            self._room_by_class[storage_class] = {
+                centre_id: max(self.pools[pool_id].free_gib for pool_id in pool_ids)
+                for (centre_id, pool_class), pool_ids in self.pool_ids_by_place.items()
+                if pool_class is storage_class
+            }
+        return self._room_by_class[storage_class]
+
+    def groups_with_role(self, roles: frozenset[CentreRole]) -> list[bool]:
+        """Per group, whether its centre's role is one of `roles`: a rule on roles reads a list
+        instead of hashing an enum member per group (a Python-level hash) for every instance."""
+        if roles not in self._groups_with_role:
+            self._groups_with_role[roles] = [role in roles for role in self.group_role]
+        return self._groups_with_role[roles]
 
 
 # Placing one system after another on a view re-reads the same hosts; indexing them once per view
@@ -112,13 +147,11 @@ class WorkingView:
         self.group_max_memory = list(index.group_max_memory)
         self.group_frontier = list(index.group_frontier)
         self._changed: dict[int, HostOption] = {}
-        self._pools: dict[str, PoolOption] = {pool.pool_id: pool for pool in view.pools}
-        self._pool_ids_by_place: dict[tuple[str, StorageClass], list[str]] = {}
-        for pool in view.pools:
-            key = (pool.centre_id, pool.storage_class)
-            self._pool_ids_by_place.setdefault(key, []).append(pool.pool_id)
-        # Every host asks for the roomiest pool of its centre; remembering it keeps that O(1).
+        # Pools as reserved here, and the roomiest per place whose pools changed here (and the room
+        # per centre of a class some of whose pools did); everything else is as the index has it.
+        self._pools: dict[str, PoolOption] = {}
         self._roomiest: dict[tuple[str, StorageClass], PoolOption | None] = {}
+        self._room_by_class: dict[StorageClass, dict[str, int]] = {}
         self.log: list[Reservation] = []
 
     @classmethod
@@ -143,18 +176,24 @@ class WorkingView:
 
     def snapshot(self) -> RegionView:
         """The region as it stands now, free capacity taken as reserved."""
-        pools = tuple(self._pools[pool.pool_id] for pool in self.index.view.pools)
+        pools = tuple(self._pool(pool.pool_id) for pool in self.index.view.pools)
         return RegionView(tuple(self.hosts()), pools)
+
+    def _pool(self, pool_id: str) -> PoolOption:
+        return self._pools.get(pool_id) or self.index.pools[pool_id]
 
     def roomiest_pool(self, centre_id: str, storage_class: StorageClass) -> PoolOption | None:
         """The pool of that class in that centre with most room now (ties by pool id), if any."""
-        key = (centre_id, storage_class)
-        if key not in self._roomiest:
-            pools = [self._pools[pool_id] for pool_id in self._pool_ids_by_place.get(key, ())]
-            self._roomiest[key] = min(
-                pools, key=lambda pool: (-pool.free_gib, pool.pool_id), default=None
-            )
-        return self._roomiest[key]
+        place = (centre_id, storage_class)
+        if place in self._roomiest:
+            return self._roomiest[place]
+        return self.index.roomiest_pool(place)
+
+    def room_by_centre(self, storage_class: StorageClass) -> dict[str, int]:
+        """Per centre with a pool of the class, the GiB free in its roomiest one now."""
+        if storage_class in self._room_by_class:
+            return self._room_by_class[storage_class]
+        return self.index.room_by_centre(storage_class)
 
     def reserve(
         self, host_id: str, vcpu: int, memory_gib: int, pool_id: str, storage_gib: int
@@ -179,9 +218,23 @@ class WorkingView:
             (self.free_vcpu[j], self.free_memory_gib[j]) for j in members
         )
         if pool_id:
-            pool = self._pools[pool_id]
+            pool = self._pool(pool_id)
             self._pools[pool_id] = dataclasses.replace(pool, free_gib=pool.free_gib - storage_gib)
-            self._roomiest.pop((pool.centre_id, pool.storage_class), None)
+            place = (pool.centre_id, pool.storage_class)
+            pools = [self._pool(other_id) for other_id in self.index.pool_ids_by_place[place]]
+            self._roomiest[place] = _roomiest_of(pools)
+            if pool.storage_class not in self._room_by_class:
+                self._room_by_class[pool.storage_class] = dict(
+                    self.index.room_by_centre(pool.storage_class)
+                )
+            self._room_by_class[pool.storage_class][pool.centre_id] = max(
+                other.free_gib for other in pools
+            )
+
+
+def _roomiest_of(pools: Iterable[PoolOption]) -> PoolOption | None:
+    """The pool with most room (ties by pool id), if any."""
+    return min(pools, key=lambda pool: (-pool.free_gib, pool.pool_id), default=None)
 
 
 def frontier(free: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
