@@ -1,0 +1,1 @@
+"""Backup's domain, free of any framework."""
