@@ -90,6 +90,9 @@ def test_the_sharing_gate_refuses_identifiable_data_for_the_public_and_records_e
         ("refused", "dataset/emr-2026", "tester-security-administrator"),
         ("allowed", "dataset/emr-2026", "tester-security-administrator"),
     ]
+    # Reading the trail is on the trail too: auditors are audited.
+    (read,) = [r for r in _records(security) if r.action == "audit.read"][:1]
+    assert (read.actor, read.detail["records"]) == ("tester-audit-administrator", "1-2")
 
 
 def test_a_wrong_role_is_refused_and_the_refusal_joins_the_trail(security):

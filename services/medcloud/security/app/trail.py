@@ -141,9 +141,18 @@ class AuditTrail:
             transaction.put(self._c.head, HEAD, previous)
         return results
 
-    async def records(self, after_sequence: int, limit: int) -> list[AuditRecord]:
-        page = await self._c.records.page(sequence_key(after_sequence), limit)
-        return [item.value for item in page]
+    async def records(
+        self, after_sequence: int, limit: int, by: AuditEvent | None = None
+    ) -> list[AuditRecord]:
+        """Up to `limit` records after `after_sequence`. With `by` (who asked), the read joins the
+        trail, naming the range it returned: reading the trail is audited too."""
+        page = [
+            item.value for item in await self._c.records.page(sequence_key(after_sequence), limit)
+        ]
+        if by is not None:
+            returned = f"{page[0].sequence}-{page[-1].sequence}" if page else "none"
+            await self.append(dataclasses.replace(by, detail={"records": returned}))
+        return page
 
     async def _all_records(self, after_sequence: int = 0) -> AsyncIterator[AuditRecord]:
         after = sequence_key(after_sequence) if after_sequence else ""

@@ -45,7 +45,12 @@ class SecurityApi(api_grpc.SecurityServiceServicer):
         self, request: api.ListAuditRecordsRequest, context: Any
     ) -> api.ListAuditRecordsResponse:
         limit = min(request.limit or 100, 1000)
-        records = await self._trail.records(request.after_sequence, limit)
+        identity = identity_of(caller_of(context))
+        records = await self._trail.records(
+            request.after_sequence,
+            limit,
+            AuditEvent(identity.subject, identity.role_names, access.AUDIT_READ, "trail", "read"),
+        )
         return api.ListAuditRecordsResponse(records=[record_to_proto(r) for r in records])
 
     async def VerifyAuditTrail(
