@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
+from medcloud.core.identifiers import dns_label_violations
 from medcloud.inventory.domain.model import (
     Centre,
     Cluster,
@@ -21,16 +22,6 @@ from medcloud.inventory.domain.model import (
 # R-7.3c: the largest single instance.
 MAX_INSTANCE_VCPU = 64
 MAX_INSTANCE_MEMORY_GIB = 256
-
-_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ID_RULE = (
-    "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending alphanumeric"
-)
-
-
-def _id(field: str, value: str) -> Iterator[FieldViolation]:
-    if not _ID.match(value):
-        yield FieldViolation(field, _ID_RULE)
 
 
 def _text(field: str, value: str) -> Iterator[FieldViolation]:
@@ -56,7 +47,7 @@ def _traits(field: str, traits: frozenset[str]) -> Iterator[FieldViolation]:
 
 def centre_violations(centre: Centre) -> list[FieldViolation]:
     return [
-        *_id("centre.id", centre.id),
+        *dns_label_violations("centre.id", centre.id),
         *_text("centre.display_name", centre.display_name),
         *_text("centre.city", centre.city),
         *_text("centre.province", centre.province),
@@ -64,14 +55,17 @@ def centre_violations(centre: Centre) -> list[FieldViolation]:
 
 
 def node_violations(node: NetworkNode) -> list[FieldViolation]:
-    return [*_id("node.id", node.id), *_id("node.centre_id", node.centre_id)]
+    return [
+        *dns_label_violations("node.id", node.id),
+        *dns_label_violations("node.centre_id", node.centre_id),
+    ]
 
 
 def link_violations(link: Link) -> list[FieldViolation]:
     violations = [
-        *_id("link.id", link.id),
-        *_id("link.a_node_id", link.a_node_id),
-        *_id("link.b_node_id", link.b_node_id),
+        *dns_label_violations("link.id", link.id),
+        *dns_label_violations("link.a_node_id", link.a_node_id),
+        *dns_label_violations("link.b_node_id", link.b_node_id),
     ]
     if link.a_node_id == link.b_node_id:
         violations.append(FieldViolation("link.b_node_id", "must differ from link.a_node_id"))
@@ -87,13 +81,16 @@ def link_violations(link: Link) -> list[FieldViolation]:
 
 
 def cluster_violations(cluster: Cluster) -> list[FieldViolation]:
-    return [*_id("cluster.id", cluster.id), *_id("cluster.centre_id", cluster.centre_id)]
+    return [
+        *dns_label_violations("cluster.id", cluster.id),
+        *dns_label_violations("cluster.centre_id", cluster.centre_id),
+    ]
 
 
 def host_violations(host: Host) -> list[FieldViolation]:
     return [
-        *_id("host.id", host.id),
-        *_id("host.cluster_id", host.cluster_id),
+        *dns_label_violations("host.id", host.id),
+        *dns_label_violations("host.cluster_id", host.cluster_id),
         *_text("host.rack", host.rack),
         *_positive("host.vcpu", host.vcpu),
         *_positive("host.memory_gib", host.memory_gib),
@@ -104,8 +101,8 @@ def host_violations(host: Host) -> list[FieldViolation]:
 
 def pool_violations(pool: StoragePool) -> list[FieldViolation]:
     violations = [
-        *_id("pool.id", pool.id),
-        *_id("pool.centre_id", pool.centre_id),
+        *dns_label_violations("pool.id", pool.id),
+        *dns_label_violations("pool.centre_id", pool.centre_id),
         *_positive("pool.capacity_gib", pool.capacity_gib),
         *_traits("pool.traits", pool.traits),
     ]
@@ -124,7 +121,7 @@ def pool_violations(pool: StoragePool) -> list[FieldViolation]:
 
 def flavor_violations(flavor: Flavor) -> list[FieldViolation]:
     return [
-        *_id("flavor.id", flavor.id),
+        *dns_label_violations("flavor.id", flavor.id),
         *_positive("flavor.vcpu", flavor.vcpu),
         *_positive("flavor.memory_gib", flavor.memory_gib),
         *_at_most("flavor.vcpu", flavor.vcpu, MAX_INSTANCE_VCPU, "R-7.3c"),

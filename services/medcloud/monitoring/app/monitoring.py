@@ -24,7 +24,7 @@ from medcloud.monitoring.domain.alerts import (
 from medcloud.monitoring.domain.evaluation import RuleEngine
 from medcloud.monitoring.domain.events import InspectionCompleted
 from medcloud.monitoring.domain.inspection import InspectionReport, inspect
-from medcloud.monitoring.domain.intake import Intake, check_batch, check_sender
+from medcloud.monitoring.domain.intake import Intake, check_batch, check_centre_id, check_sender
 from medcloud.monitoring.domain.rule_pack import default_rules, environment_rules
 from medcloud.monitoring.domain.rules import Rule, Season
 from medcloud.monitoring.domain.samples import Sample, SeriesKey
@@ -264,7 +264,7 @@ class Monitoring:
         return sorted(known)
 
     async def inspect(self, centre_id: str) -> InspectionReport:
-        check_sender(centre_id, centre_id)
+        check_centre_id(centre_id)
         report = inspect(
             centre_id,
             self._clock(),

@@ -4,27 +4,27 @@ and each sequence once."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
+from medcloud.core.identifiers import dns_label_violations
 from medcloud.monitoring.domain.samples import LABEL_NAME, METRIC_NAME, METRIC_NAME_RULE, Sample
 
-_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ID_RULE = (
-    "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending alphanumeric"
-)
 MAX_BATCH_SAMPLES = 10_000
 
 
 def check_sender(node_id: str, centre_id: str) -> None:
     violations = [
-        FieldViolation(field, _ID_RULE)
-        for field, value in (("node_id", node_id), ("centre_id", centre_id))
-        if not _ID.match(value)
+        *dns_label_violations("node_id", node_id),
+        *dns_label_violations("centre_id", centre_id),
     ]
     if violations:
+        raise InvalidArgument(violations)
+
+
+def check_centre_id(centre_id: str) -> None:
+    if violations := list(dns_label_violations("centre_id", centre_id)):
         raise InvalidArgument(violations)
 
 

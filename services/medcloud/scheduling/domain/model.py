@@ -4,11 +4,11 @@ they have free, and where they stand."""
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from medcloud.core.errors import FieldViolation
+from medcloud.core.identifiers import DNS_LABEL, DNS_LABEL_RULE
 
 
 class SystemKind(enum.Enum):
@@ -165,12 +165,6 @@ class BusinessSystem:
         )
 
 
-_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ID_RULE = (
-    "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending alphanumeric"
-)
-
-
 def _roles_violations(roles: tuple[RoleCount, ...]) -> Iterator[FieldViolation]:
     seen: set[Role] = set()
     for index, role_count in enumerate(roles):
@@ -229,8 +223,8 @@ def _storage_violations(system: BusinessSystem) -> Iterator[FieldViolation]:
 def system_violations(system: BusinessSystem) -> list[FieldViolation]:
     """Every rule the system breaks, one violation each; an empty list means it can be placed."""
     violations: list[FieldViolation] = []
-    if not _ID.match(system.id):
-        violations.append(FieldViolation("system.id", _ID_RULE))
+    if not DNS_LABEL.match(system.id):
+        violations.append(FieldViolation("system.id", DNS_LABEL_RULE))
     violations += _roles_violations(system.roles)
     violations += _size_violations("system.vcpu", system.vcpu, MAX_INSTANCE_VCPU, "")
     violations += _size_violations(
@@ -245,9 +239,9 @@ def system_violations(system: BusinessSystem) -> list[FieldViolation]:
         )
     violations += _storage_violations(system)
     for centre_id in sorted(system.preferences.centre_ids):
-        if not _ID.match(centre_id):
+        if not DNS_LABEL.match(centre_id):
             violations.append(
-                FieldViolation("system.preferences.centre_ids", f"{centre_id!r} {_ID_RULE}")
+                FieldViolation("system.preferences.centre_ids", f"{centre_id!r} {DNS_LABEL_RULE}")
             )
     return violations
 

@@ -3,11 +3,11 @@ platform: a catalogue of controls, each naming the pooled capabilities and the f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from medcloud.core.errors import FieldViolation, InvalidArgument
+from medcloud.core.identifiers import DNS_LABEL, DNS_LABEL_RULE
 from medcloud.security.domain.audit import MINIMUM_RETENTION_DAYS
 from medcloud.security.domain.pool import Capability, SecurityPool, Zone
 
@@ -17,8 +17,6 @@ _POOL_REQUIREMENT = "R-7.2.4"
 # Hardware redundancy of key network devices (8.1.2.1 d): the egress firewall survives the loss of
 # a whole centre only if the site draws on firewalls in two of them (R-7.2.2 active-active).
 MIN_FIREWALL_CENTRES = 2
-
-_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -296,14 +294,8 @@ MLPS_LEVEL_3: tuple[Control, ...] = (
 def facts_violations(facts: SiteFacts) -> list[FieldViolation]:
     """Every rule the facts break; an empty list means the baseline can be evaluated."""
     violations = []
-    if not _ID.match(facts.site_id):
-        violations.append(
-            FieldViolation(
-                "facts.site_id",
-                "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and "
-                "ending alphanumeric",
-            )
-        )
+    if not DNS_LABEL.match(facts.site_id):
+        violations.append(FieldViolation("facts.site_id", DNS_LABEL_RULE))
     if facts.log_retention_days < 0:
         violations.append(
             FieldViolation(

@@ -4,7 +4,6 @@ whose capacity is allocated to the sites and zones it protects, private and publ
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,6 +15,7 @@ from medcloud.core.errors import (
     InvalidArgument,
     NotFound,
 )
+from medcloud.core.identifiers import dns_label_violations
 
 
 class Capability(enum.Enum):
@@ -69,12 +69,6 @@ class Zone(enum.Enum):
     DMZ = "dmz"
 
 
-_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ID_RULE = (
-    "must be a DNS label: 1-63 lower-case letters, digits or '-', starting and ending alphanumeric"
-)
-
-
 @dataclass(frozen=True)
 class SecurityInstance:
     """One pooled security appliance or service, of any vendor (R-6.6), running in `centre_id`,
@@ -109,11 +103,6 @@ class Utilisation:
         return self.capacity_units - self.allocated_units
 
 
-def _id(field: str, value: str) -> Iterator[FieldViolation]:
-    if not _ID.match(value):
-        yield FieldViolation(field, _ID_RULE)
-
-
 def _positive(field: str, value: int) -> Iterator[FieldViolation]:
     if value <= 0:
         yield FieldViolation(field, f"must be greater than 0, got {value}")
@@ -122,8 +111,8 @@ def _positive(field: str, value: int) -> Iterator[FieldViolation]:
 def instance_violations(instance: SecurityInstance) -> list[FieldViolation]:
     """Every rule the instance breaks; an empty list means it can join the pool."""
     violations = [
-        *_id("instance.id", instance.id),
-        *_id("instance.centre_id", instance.centre_id),
+        *dns_label_violations("instance.id", instance.id),
+        *dns_label_violations("instance.centre_id", instance.centre_id),
         *_positive("instance.capacity_units", instance.capacity_units),
     ]
     if not instance.vendor.strip():
@@ -188,11 +177,11 @@ class SecurityPool:
         already is, so it need not cross the dark fibre to be inspected). A site may hold several
         allocations of one capability in one zone, e.g. firewalls in two centres for redundancy."""
         violations = [
-            *_id("allocation.site_id", site_id),
+            *dns_label_violations("allocation.site_id", site_id),
             *_positive("allocation.units", units),
         ]
         if prefer_centre_id is not None:
-            violations += _id("prefer_centre_id", prefer_centre_id)
+            violations += dns_label_violations("prefer_centre_id", prefer_centre_id)
         if violations:
             raise InvalidArgument(violations)
         candidates = sorted(
@@ -256,7 +245,7 @@ class SecurityPool:
     def _restore(self, allocation: Allocation) -> None:
         """Takes back an allocation made earlier (from storage), holding it to today's rules."""
         violations = [
-            *_id("allocation.site_id", allocation.site_id),
+            *dns_label_violations("allocation.site_id", allocation.site_id),
             *_positive("allocation.units", allocation.units),
         ]
         if allocation.instance_id not in self._instances:
