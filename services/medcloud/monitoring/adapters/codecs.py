@@ -29,25 +29,6 @@ def sample_from_proto(message: pb.Sample, series: SeriesKey) -> Sample:
     return Sample(series, message.observed_at_unix_seconds, message.value, message.sequence)
 
 
-class SeriesKeys:
-    """The SeriesKey of each sample an agent sends, one object per distinct series rather than one
-    per sample: an agent repeats the same few dozen series every interval."""
-
-    def __init__(self, centre_id: str, node_id: str) -> None:
-        self._centre_id = centre_id
-        self._node_id = node_id
-        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesKey] = {}
-
-    def __call__(self, sample: pb.Sample) -> SeriesKey:
-        labels = tuple(sorted(sample.labels.items()))
-        key = (sample.metric, labels)
-        series = self._keys.get(key)
-        if series is None:
-            series = SeriesKey(sample.metric, self._centre_id, self._node_id, labels)
-            self._keys[key] = series
-        return series
-
-
 def series_to_proto(series: SeriesKey) -> pb.SeriesKey:
     return pb.SeriesKey(
         metric=series.metric,

@@ -14,8 +14,8 @@ from nats.js import api as js_api
 from nats.js.client import JetStreamContext
 
 from medcloud.core.errors import Unavailable
-from medcloud.monitoring.adapters.codecs import SeriesKeys, sample_from_proto, sample_to_proto
-from medcloud.monitoring.domain.samples import Sample
+from medcloud.monitoring.adapters.codecs import sample_from_proto, sample_to_proto
+from medcloud.monitoring.domain.samples import Sample, SeriesKeys
 from medcloud.monitoring.v1 import monitoring_events_pb2 as events_pb
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class JetStreamSampleLog:
                     key_of = SeriesKeys(batch.centre_id, batch.node_id)
                     yield (
                         batch.node_id,
-                        [sample_from_proto(s, key_of(s)) for s in batch.samples],
+                        [sample_from_proto(s, key_of(s.metric, s.labels)) for s in batch.samples],
                     )
                     if message.metadata.sequence.stream >= last:
                         return

@@ -24,7 +24,7 @@ from medcloud.monitoring.domain.evaluation import RuleEngine
 from medcloud.monitoring.domain.events import AlertRaised, AlertResolved
 from medcloud.monitoring.domain.findings import Severity
 from medcloud.monitoring.domain.rules import Rule
-from medcloud.monitoring.domain.samples import Sample, SeriesKey
+from medcloud.monitoring.domain.samples import Sample, SeriesKeys
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
 
@@ -116,7 +116,7 @@ class Agent:
         self._clock = clock
         self._new_samples = asyncio.Event()
         self._acknowledged = asyncio.Event()
-        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesKey] = {}
+        self._series_of = SeriesKeys(centre_id, node_id)
         self.centre_reachable = False
 
     async def run(self) -> None:
@@ -135,12 +135,7 @@ class Agent:
     # Collecting
 
     def _sample(self, reading: SensorReading, now: float) -> Sample:
-        labels = tuple(sorted(reading.labels.items()))
-        key = (reading.metric, labels)
-        series = self._series.get(key)
-        if series is None:
-            series = SeriesKey(reading.metric, self.centre_id, self.node_id, labels)
-            self._series[key] = series
+        series = self._series_of(reading.metric, reading.labels)
         observed_at = reading.observed_at if reading.observed_at is not None else now
         return Sample(series, observed_at, reading.value)
 

@@ -4,6 +4,7 @@ the centre can put a backfill in order and drop what it already holds."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # What the centre accepts as names; agents check the same before they buffer a reading.
@@ -74,3 +75,21 @@ class Sample:
     observed_at: float
     value: float
     sequence: int = 0
+
+
+class SeriesKeys:
+    """The SeriesKeys of one node's samples, one object per distinct series rather than one per
+    sample: a node repeats the same few dozen series every interval."""
+
+    def __init__(self, centre_id: str, node_id: str) -> None:
+        self._centre_id = centre_id
+        self._node_id = node_id
+        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesKey] = {}
+
+    def __call__(self, metric: str, labels: Mapping[str, str]) -> SeriesKey:
+        key = (metric, tuple(sorted(labels.items())))
+        series = self._keys.get(key)
+        if series is None:
+            series = SeriesKey(metric, self._centre_id, self._node_id, key[1])
+            self._keys[key] = series
+        return series

@@ -8,7 +8,6 @@ from typing import Any
 from medcloud.core import access
 from medcloud.core.errors import InvalidArgument
 from medcloud.monitoring.adapters.codecs import (
-    SeriesKeys,
     alert_state_from_proto,
     alert_to_proto,
     inspection_to_proto,
@@ -24,6 +23,7 @@ from medcloud.monitoring.adapters.codecs import (
 )
 from medcloud.monitoring.app.monitoring import Monitoring
 from medcloud.monitoring.domain.intake import check_sender
+from medcloud.monitoring.domain.samples import SeriesKeys
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
 from medcloud.runtime.grpc_server import ServiceBinding
@@ -50,7 +50,7 @@ class MonitoringApi(api_grpc.MonitoringServiceServicer):
                     "node_id", f"a stream carries one node's samples; it began as {sender[0]}"
                 )
             assert series_of is not None
-            samples = [sample_from_proto(s, series_of(s)) for s in request.samples]
+            samples = [sample_from_proto(s, series_of(s.metric, s.labels)) for s in request.samples]
             acknowledged = await self._monitoring.accept(sender[0], sender[1], samples)
             yield api.StreamSamplesResponse(acknowledged_sequence=acknowledged)
 
