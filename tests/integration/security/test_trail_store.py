@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from medcloud.runtime.bus import EventBus
 from medcloud.runtime.config import HostPort
 from medcloud.runtime.outbox import Outbox
@@ -18,78 +20,70 @@ from medcloud.security.app.trail import AuditTrail
 from medcloud.security.domain.audit import AuditEvent, RetentionPolicy
 
 
-async def test_concurrent_appends_form_one_chain_and_a_redelivery_is_recorded_once(
-    etcd_server, nats_server, region
-):
+@pytest.fixture
+async def make_trail(etcd_server, nats_server, region):
+    """Builds trails on the test's own etcd prefix and NATS stream, as the service wires one."""
     store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "security")
     bus = await EventBus.connect(nats_server.url, region, "security")
     private_key, public_key = generate_key_pair()
-    trail = AuditTrail(
-        store,
-        trail_collections(store),
-        Ed25519Signer(private_key, "k1"),
-        Ed25519Verifier({"k1": public_key}),
-        Outbox(store, bus),
-        ProtobufTrailEvents(),
-        checkpoint_every=25,
-    )
-    try:
 
-        def event(number: int) -> AuditEvent:
-            return AuditEvent(
-                f"writer-{number % 8}", "service", "inventory.write", f"h-{number}", "allowed"
-            )
+    def make(**options) -> tuple[AuditTrail, Outbox]:
+        outbox = Outbox(store, bus)
+        trail = AuditTrail(
+            store,
+            trail_collections(store),
+            Ed25519Signer(private_key, "k1"),
+            Ed25519Verifier({"k1": public_key}),
+            outbox,
+            ProtobufTrailEvents(),
+            **options,
+        )
+        return trail, outbox
 
-        records = await asyncio.gather(*(trail.append(event(n), f"e-{n}") for n in range(120)))
-        again = await trail.append(event(7), "e-7")
+    yield make
+    await bus.close()
+    await store.close()
 
-        assert again is None
-        assert sorted(r.sequence for r in records) == list(range(1, 121))
-        report, checkpoints = await trail.verify()
-        assert report.ok and report.records_checked == 120
-        assert checkpoints == 4
-        # Each record is announced once, through the outbox.
-        assert await Outbox(store, bus).flush() == 120
-    finally:
-        await bus.close()
-        await store.close()
+
+async def test_concurrent_appends_form_one_chain_and_a_redelivery_is_recorded_once(make_trail):
+    trail, outbox = make_trail(checkpoint_every=25)
+
+    def event(number: int) -> AuditEvent:
+        return AuditEvent(
+            f"writer-{number % 8}", "service", "inventory.write", f"h-{number}", "allowed"
+        )
+
+    records = await asyncio.gather(*(trail.append(event(n), f"e-{n}") for n in range(120)))
+    again = await trail.append(event(7), "e-7")
+
+    assert again is None
+    assert sorted(r.sequence for r in records) == list(range(1, 121))
+    report, checkpoints = await trail.verify()
+    assert report.ok and report.records_checked == 120
+    assert checkpoints == 4
+    # Each record is announced once, through the outbox.
+    assert await outbox.flush() == 120
 
 
 async def test_pruning_removes_only_records_past_retention_and_the_rest_still_verifies(
-    etcd_server, nats_server, region
+    make_trail,
 ):
-    store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "security")
-    bus = await EventBus.connect(nats_server.url, region, "security")
-    private_key, public_key = generate_key_pair()
     now = 1_800_000_000.0
     clock = [now - 200 * 86_400]  # the first records are 200 days old
-    trail = AuditTrail(
-        store,
-        trail_collections(store),
-        Ed25519Signer(private_key, "k1"),
-        Ed25519Verifier({"k1": public_key}),
-        Outbox(store, bus),
-        ProtobufTrailEvents(),
-        clock=lambda: clock[0],
-        checkpoint_every=10,
-    )
-    try:
-        for number in range(25):
-            await trail.append(AuditEvent("ops", "service", "inventory.write", f"h-{number}", "ok"))
-        clock[0] = now
-        for number in range(5):
-            await trail.append(AuditEvent("ops", "service", "inventory.write", f"n-{number}", "ok"))
+    trail, _ = make_trail(clock=lambda: clock[0], checkpoint_every=10)
+    for number in range(25):
+        await trail.append(AuditEvent("ops", "service", "inventory.write", f"h-{number}", "ok"))
+    clock[0] = now
+    for number in range(5):
+        await trail.append(AuditEvent("ops", "service", "inventory.write", f"n-{number}", "ok"))
 
-        pruned = await trail.prune(RetentionPolicy(180))
+    pruned = await trail.prune(RetentionPolicy(180))
 
-        # Records 1-20 go (20 is the newest old record a checkpoint seals); 21-25 are old but
-        # unsealed, so they stay with the recent ones.
-        assert pruned == 20
-        kept = await trail.records(0, 100)
-        assert [r.sequence for r in kept] == list(range(21, 31))
-        report, _ = await trail.verify()
-        assert report.ok and report.records_checked == 10
-        assert await trail.prune(RetentionPolicy(180)) == 0
-    finally:
-        await bus.close()
-        await store.close()
+    # Records 1-20 go (20 is the newest old record a checkpoint seals); 21-25 are old but
+    # unsealed, so they stay with the recent ones.
+    assert pruned == 20
+    kept = await trail.records(0, 100)
+    assert [r.sequence for r in kept] == list(range(21, 31))
+    report, _ = await trail.verify()
+    assert report.ok and report.records_checked == 10
+    assert await trail.prune(RetentionPolicy(180)) == 0
