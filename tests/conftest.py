@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from medcloud.devstack.servers import EtcdServer, NatsServer
 from medcloud.runtime.telemetry import configure_telemetry
-from tests.support.identities import HARNESS, nats_users
+from tests.support.identities import HARNESS, nats_users, secured_etcd
 
 # Tracer providers can be installed once per process; the tests share this one and read its spans.
 SPANS = InMemorySpanExporter()
@@ -21,7 +21,7 @@ configure_telemetry("tests", "test", None, extra_span_processors=(SimpleSpanProc
 @pytest.fixture(scope="session")
 def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     work = tmp_path_factory.mktemp("etcd")
-    server = EtcdServer(work / "data", work / "etcd.log")
+    server = secured_etcd(work)
     server.start()
     yield server
     server.stop()

@@ -17,6 +17,7 @@ from kubernetes.client.rest import ApiException
 from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer
 from medcloud.devstack.processes import StackError, free_port
 from medcloud.devstack.servers import venv_bin
+from tests.support.identities import identity, kube_apiserver
 
 pytestmark = pytest.mark.integration
 MANIFESTS = Path(__file__).resolve().parents[1] / "support" / "manifests"
@@ -28,7 +29,7 @@ def clusters(etcd_server, tmp_path_factory) -> Iterator[dict[str, KubeApiServer]
     """The three clusters of a region, started together on the session's etcd."""
     work = tmp_path_factory.mktemp("clusters")
     started = {
-        name: KubeApiServer(name, etcd_server.endpoint, work / name) for name in REGION_CLUSTERS
+        name: kube_apiserver(name, etcd_server.endpoint, work / name) for name in REGION_CLUSTERS
     }
     for cluster in started.values():
         cluster.launch()
@@ -241,7 +242,7 @@ def test_a_missing_binary_is_named(etcd_server, tmp_path, monkeypatch):
     with pytest.raises(
         StackError, match=r"^kube-apiserver: binary not found at .*no-kube-apiserver"
     ):
-        KubeApiServer("management", etcd_server.endpoint, tmp_path)
+        kube_apiserver("management", etcd_server.endpoint, tmp_path)
 
 
 def test_an_unreachable_etcd_is_named_at_once(tmp_path):
@@ -250,7 +251,7 @@ def test_an_unreachable_etcd_is_named_at_once(tmp_path):
     with pytest.raises(
         StackError, match=rf"^kube-apiserver \(management\): etcd at {dead} is unreachable"
     ):
-        KubeApiServer("management", dead, tmp_path).start()
+        KubeApiServer("management", dead, tmp_path, etcd_tls=identity("kube-apiserver", ())).start()
     assert time.monotonic() - started < 30
 
 
@@ -260,4 +261,4 @@ def test_an_occupied_port_is_named(etcd_server, tmp_path):
         squatter.listen()
         port = squatter.getsockname()[1]
         with pytest.raises(StackError, match=rf"^kube-apiserver \(management\): port {port}"):
-            KubeApiServer("management", etcd_server.endpoint, tmp_path, port=port).start()
+            kube_apiserver("management", etcd_server.endpoint, tmp_path, port=port).start()

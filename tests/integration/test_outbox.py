@@ -11,16 +11,16 @@ from google.protobuf import wrappers_pb2
 
 from medcloud.core.errors import ConcurrencyConflict
 from medcloud.runtime.bus import EventBus, ReceivedEvent
-from medcloud.runtime.config import HostPort
 from medcloud.runtime.outbox import Outbox
 from medcloud.runtime.store import EtcdStore, ProtobufCodec, Transaction
+from tests.support.identities import connect_store
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def wiring(etcd_server, nats_server, region) -> AsyncIterator[tuple[EtcdStore, EventBus]]:
-    store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "inventory")
+    store = await connect_store(etcd_server.endpoint, region, "inventory")
     bus = await EventBus.connect(nats_server.url, region, "inventory")
     yield store, bus
     await bus.close()

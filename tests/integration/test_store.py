@@ -9,9 +9,8 @@ import pytest
 from google.protobuf import wrappers_pb2
 
 from medcloud.core.errors import AlreadyExists, ConcurrencyConflict, NotFound
-from medcloud.devstack.servers import EtcdServer
-from medcloud.runtime.config import HostPort
 from medcloud.runtime.store import Collection, EtcdStore, Mirror, ProtobufCodec, Transaction
+from tests.support.identities import connect_store, secured_etcd
 
 pytestmark = pytest.mark.integration
 Counter = wrappers_pb2.Int64Value
@@ -19,7 +18,7 @@ Counter = wrappers_pb2.Int64Value
 
 @pytest.fixture
 async def store(etcd_server, region) -> AsyncIterator[EtcdStore]:
-    store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "inventory")
+    store = await connect_store(etcd_server.endpoint, region, "inventory")
     yield store
     await store.close()
 
@@ -45,7 +44,7 @@ async def test_create_refuses_an_existing_id(counters):
 async def test_two_concurrent_read_modify_writes_both_land(store, counters, etcd_server, region):
     await counters.create("beds", Counter(value=0))
     # A second client, so the two updates really race through etcd.
-    other = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "inventory")
+    other = await connect_store(etcd_server.endpoint, region, "inventory")
     other_counters = other.collection("counters", ProtobufCodec(Counter))
     both_read = asyncio.Barrier(2)
     calls = {"mine": 0, "theirs": 0}
@@ -146,9 +145,9 @@ async def test_watch_sees_changes_in_order(counters):
 
 
 async def test_watch_resumes_after_etcd_restarts_without_missing_a_change(tmp_path, region):
-    etcd = EtcdServer(tmp_path / "data", tmp_path / "etcd.log")
+    etcd = secured_etcd(tmp_path)
     etcd.start()
-    store = await EtcdStore.connect(HostPort.parse(etcd.endpoint), region, "inventory")
+    store = await connect_store(etcd.endpoint, region, "inventory")
     counters = store.collection("counters", ProtobufCodec(Counter))
     seen: list[tuple[str, int]] = []
 
@@ -166,7 +165,7 @@ async def test_watch_resumes_after_etcd_restarts_without_missing_a_change(tmp_pa
         etcd.stop()
         await asyncio.sleep(1.0)
         etcd.start()  # same ports, same data directory
-        writer = await EtcdStore.connect(HostPort.parse(etcd.endpoint), region, "inventory")
+        writer = await connect_store(etcd.endpoint, region, "inventory")
         await writer.collection("counters", ProtobufCodec(Counter)).create(
             "after", Counter(value=2)
         )

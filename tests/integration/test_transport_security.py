@@ -14,15 +14,19 @@ from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medcloud.common.v1.audit_entry_pb2 import AuditEntry
+from medcloud.core.errors import Unavailable
 from medcloud.devstack.pki import RegionPki
 from medcloud.devstack.stack import AUDIT_ADMINISTRATOR, SYSTEM_ADMINISTRATOR
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
 from medcloud.runtime.bus import EventBus, stream_name
+from medcloud.runtime.config import HostPort
+from medcloud.runtime.store import EtcdStore, ProtobufCodec
 from medcloud.runtime.tls import TlsMaterial
 from tests.support.identities import (
     aio_client_channel,
     client_channel,
+    connect_store,
     identity,
     nats_password,
 )
@@ -159,3 +163,32 @@ async def test_a_service_may_publish_only_on_its_own_subjects(nats_server, regio
         await impostor.close()
         await scheduling.close()
         await harness.close()
+
+
+async def test_etcd_refuses_a_client_without_a_certificate(etcd_server):
+    """The platform's own state is reachable only with a certificate of the region's CA (R-7.2.4,
+    MLPS 8.1.4.1)."""
+    with pytest.raises(Unavailable):
+        await EtcdStore.connect(
+            HostPort.parse(etcd_server.endpoint), "anywhere", "inventory", wait_seconds=1
+        )
+
+
+async def test_a_service_reads_and_writes_only_its_own_keys_in_etcd(etcd_server, region):
+    """Each service's etcd user is confined to its own prefix: inventory can neither read the
+    security pool's audit trail nor write into it (R-7.5c)."""
+    security = await connect_store(etcd_server.endpoint, region, "security")
+    inventory = await connect_store(etcd_server.endpoint, region, "inventory")
+    # inventory's own certificate, pointed at the security pool's keys
+    trespasser = EtcdStore(inventory._client, region, "security")
+    codec = ProtobufCodec(wrappers_pb2.StringValue)
+    try:
+        await security.collection("audit", codec).create("1", wrappers_pb2.StringValue(value="a"))
+        with pytest.raises(Unavailable, match="PERMISSION_DENIED"):
+            await trespasser.collection("audit", codec).get("1")
+        with pytest.raises(Unavailable, match="PERMISSION_DENIED"):
+            await trespasser.collection("audit", codec).create("2", wrappers_pb2.StringValue())
+        assert (await security.collection("audit", codec).get("1")).value.value == "a"
+    finally:
+        await inventory.close()
+        await security.close()

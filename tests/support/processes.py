@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medcloud.devstack.processes import ManagedProcess, free_port
 from medcloud.devstack.stack import grpc_serving
-from tests.support.identities import identity, nats_credentials
+from tests.support.identities import grant_etcd, identity, nats_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,9 +25,11 @@ def start_service(
     """Runs `python -m module` against the given etcd and NATS, with a certificate of its own,
     until its health check says SERVING; returns the process and its gRPC address."""
     address = address or f"127.0.0.1:{free_port()}"
-    tls = identity(module.removeprefix("medcloud.").replace(".", "-"))
-    # The name run_service gives the process, which its NATS user and subjects carry.
+    user = module.removeprefix("medcloud.").replace(".", "-")
+    tls = identity(user)
+    # The name run_service gives the process, which its NATS user, subjects and keys carry.
     service = "echo" if module == "tests.support.echo_service" else module.rpartition(".")[2]
+    grant_etcd(etcd_endpoint, region, service, user)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import os
 import ssl
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from medcloud.devstack.pki import CertificateAuthority, write_service_account_keys
+from medcloud.devstack.pki import CertificateAuthority, TlsFiles, write_service_account_keys
 from medcloud.devstack.processes import (
     LaunchedServer,
     ManagedProcess,
@@ -26,6 +25,7 @@ from medcloud.devstack.processes import (
     require_executable,
 )
 from medcloud.devstack.servers import LOOPBACK, venv_bin
+from medcloud.runtime.etcd_access import etcd_health_answers
 
 # The clusters of a region as `make run` starts them (ARCHITECTURE-BRIEF): where the operator and
 # the HospitalSite resources live, a hospital's own private cluster, and the carrier's public one.
@@ -40,14 +40,6 @@ def find_kube_apiserver() -> Path:
     return require_executable("kube-apiserver", path, "build it with `make kube-apiserver`")
 
 
-def _etcd_answers(endpoint: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{endpoint}/health", timeout=2) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 @dataclass
 class KubeApiServer(LaunchedServer):
     """One cluster's API server; its state lives in etcd under `/clusters/<name>`."""
@@ -58,6 +50,8 @@ class KubeApiServer(LaunchedServer):
     port: int = 0
     startup_timeout_seconds: float = 90.0
     binary: Path = field(default_factory=find_kube_apiserver)
+    # Its client certificate for an etcd that demands one (None: a plaintext etcd).
+    etcd_tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -88,7 +82,8 @@ class KubeApiServer(LaunchedServer):
         """Starts the process without waiting; `wait_ready` waits. Several clusters start faster
         launched together."""
         ensure_port_free(self.component, LOOPBACK, self.port)
-        if not _etcd_answers(self.etcd_endpoint):
+        material = self.etcd_tls.material() if self.etcd_tls else None
+        if not etcd_health_answers(self.etcd_endpoint, material):
             raise StackError(f"{self.component}: etcd at {self.etcd_endpoint} is unreachable")
         flags = self._write_credentials()
         self._process = ManagedProcess(
@@ -120,8 +115,16 @@ class KubeApiServer(LaunchedServer):
             client = ca.issue_client(user, groups)
             path.write_text(yaml.safe_dump(self._kubeconfig(user, client.cert_pem, client.key_pem)))
             path.chmod(0o600)
+        etcd_flags = [f"--etcd-servers=http://{self.etcd_endpoint}"]
+        if self.etcd_tls is not None:
+            etcd_flags = [
+                f"--etcd-servers=https://{self.etcd_endpoint}",
+                f"--etcd-cafile={self.etcd_tls.ca}",
+                f"--etcd-certfile={self.etcd_tls.cert}",
+                f"--etcd-keyfile={self.etcd_tls.key}",
+            ]
         return [
-            f"--etcd-servers=http://{self.etcd_endpoint}",
+            *etcd_flags,
             f"--etcd-prefix={self.etcd_prefix}",
             f"--bind-address={LOOPBACK}",
             f"--advertise-address={LOOPBACK}",

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from medcloud.runtime.tls import TlsMaterial
+
 _VALIDITY = datetime.timedelta(days=365)
 
 
@@ -132,6 +134,9 @@ class TlsFiles:
     ca: Path
     cert: Path
     key: Path
+
+    def material(self) -> TlsMaterial:
+        return TlsMaterial.from_files(self.ca, self.cert, self.key)
 
     def environment(self) -> dict[str, str]:
         """The MEDCLOUD_TLS_* variables a medcloud process reads its material from."""

@@ -11,6 +11,9 @@ from base64 import b64encode
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
+from medcloud.devstack.pki import RegionPki, TlsFiles
 from medcloud.devstack.processes import (
     LaunchedServer,
     ManagedProcess,
@@ -19,6 +22,7 @@ from medcloud.devstack.processes import (
     free_port,
     require_executable,
 )
+from medcloud.runtime.etcd_access import ROOT_USER, EtcdAdministration
 
 LOOPBACK = "127.0.0.1"
 
@@ -65,12 +69,15 @@ def _http_json(
 
 @dataclass
 class EtcdServer(LaunchedServer):
-    """One etcd member with its own client, peer and metrics ports and data directory."""
+    """One etcd member with its own client, peer and metrics ports and data directory. With
+    `security`, clients must present a certificate from its CA and authentication is on: the
+    certificate's common name is the etcd user (see medcloud.runtime.etcd_access)."""
 
     data_dir: Path
     log_path: Path
     client_port: int = 0
     startup_timeout_seconds: float = 30.0
+    security: EtcdSecurity | None = None
 
     def __post_init__(self) -> None:
         self.client_port = self.client_port or free_port()
@@ -85,8 +92,22 @@ class EtcdServer(LaunchedServer):
     def start(self) -> None:
         for port in (self.client_port, self.peer_port, self.metrics_port):
             ensure_port_free("etcd", LOOPBACK, port)
-        client_url = f"http://{self.endpoint}"
+        scheme = "https" if self.security else "http"
+        client_url = f"{scheme}://{self.endpoint}"
+        # One member: peer traffic never leaves this process, so its port stays plaintext.
         peer_url = f"http://{LOOPBACK}:{self.peer_port}"
+        tls_flags: list[str] = []
+        if self.security is not None:
+            served = self.security.server
+            tls_flags = [
+                "--cert-file",
+                str(served.cert),
+                "--key-file",
+                str(served.key),
+                "--trusted-ca-file",
+                str(served.ca),
+                "--client-cert-auth",
+            ]
         self._process = ManagedProcess(
             "etcd",
             [
@@ -109,24 +130,52 @@ class EtcdServer(LaunchedServer):
                 f"http://{LOOPBACK}:{self.metrics_port}",
                 "--log-outputs",
                 "stderr",
+                *tls_flags,
             ],
             self.log_path,
         )
         self._process.start()
         self._process.wait_until_healthy(self._answers_a_written_key, self.startup_timeout_seconds)
+        if self.security is not None:
+            with self.administration() as admin:
+                admin.enable_authentication()
+
+    def administration(self) -> EtcdAdministration:
+        """etcd's user and role management, as root."""
+        assert self.security is not None, "a plaintext etcd has no users"
+        return EtcdAdministration(self.endpoint, self.security.root.material())
 
     def _answers_a_written_key(self) -> bool:
         """Healthy means this member stores and returns a key we wrote, not just an open port."""
-        key = b64encode(b"/medcloud/.health").decode()
-        value = b64encode(str(self.peer_port).encode()).decode()
+        key, value = b"/medcloud/.health", str(self.peer_port).encode()
+        if self.security is not None:
+            try:
+                with self.administration() as admin:
+                    admin.put(key, value)
+                    return admin.get(key) == value
+            except grpc.RpcError:
+                return False
         base = f"http://{self.endpoint}/v3/kv"
+        encoded_key, encoded_value = b64encode(key).decode(), b64encode(value).decode()
         try:
-            _http_json(f"{base}/put", {"key": key, "value": value})
-            found = _http_json(f"{base}/range", {"key": key})
+            _http_json(f"{base}/put", {"key": encoded_key, "value": encoded_value})
+            found = _http_json(f"{base}/range", {"key": encoded_key})
         except (OSError, urllib.error.URLError, ValueError):
             return False
         kvs = found.get("kvs") or []
-        return bool(kvs) and kvs[0].get("value") == value  # type: ignore[union-attr,index]
+        return bool(kvs) and kvs[0].get("value") == encoded_value  # type: ignore[union-attr,index]
+
+
+@dataclass(frozen=True)
+class EtcdSecurity:
+    """etcd's serving certificate and root's client certificate, both from the region CA."""
+
+    server: TlsFiles
+    root: TlsFiles
+
+    @classmethod
+    def issued_by(cls, pki: RegionPki) -> EtcdSecurity:
+        return cls(pki.issue("etcd", ()), pki.issue(ROOT_USER, ()))
 
 
 def service_permissions(service: str) -> dict[str, dict[str, list[str]]]:

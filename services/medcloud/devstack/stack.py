@@ -19,6 +19,7 @@ from medcloud.devstack.pki import RegionPki, TlsFiles
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
 from medcloud.devstack.servers import (
     LOOPBACK,
+    EtcdSecurity,
     EtcdServer,
     NatsServer,
     NatsUser,
@@ -28,7 +29,6 @@ from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
 from medcloud.inventory.v1 import inventory_service_pb2 as api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as api_grpc
-from medcloud.runtime.tls import TlsMaterial
 
 # Roles a certificate carries (its organisations), as the services' access checks read them.
 SERVICE = Role.SERVICE.value
@@ -62,16 +62,14 @@ def open_channel(address: str, tls: TlsFiles | None) -> grpc.Channel:
     """A blocking channel to a medcloud service: mutual TLS with `tls`, plaintext without."""
     if tls is None:
         return grpc.insecure_channel(address)
-    material = TlsMaterial.from_files(tls.ca, tls.cert, tls.key)
-    return grpc.secure_channel(address, material.channel_credentials())
+    return grpc.secure_channel(address, tls.material().channel_credentials())
 
 
 def open_aio_channel(address: str, tls: TlsFiles | None) -> grpc.aio.Channel:
     """The asyncio counterpart of `open_channel`."""
     if tls is None:
         return grpc.aio.insecure_channel(address)
-    material = TlsMaterial.from_files(tls.ca, tls.cert, tls.key)
-    return grpc.aio.secure_channel(address, material.channel_credentials())
+    return grpc.aio.secure_channel(address, tls.material().channel_credentials())
 
 
 def grpc_serving(address: str, tls: TlsFiles | None, timeout_seconds: float = 1.0) -> bool:
@@ -173,12 +171,10 @@ class LocalStack:
                 NatsUser(OPERATOR, self._nats_password(OPERATOR), OPERATOR_NATS_PERMISSIONS)
             )
             self.nats.users = tuple(users)
+            self.etcd.security = EtcdSecurity.issued_by(self.pki)
             self.etcd.start()
             self.nats.start()
-            self.clusters = [
-                KubeApiServer(name, self.etcd.endpoint, self.work_dir / "clusters" / name)
-                for name in self.cluster_names
-            ]
+            self.clusters = [self._cluster(name) for name in self.cluster_names]
             for cluster in self.clusters:
                 cluster.launch()
             for cluster in self.clusters:
@@ -198,11 +194,27 @@ class LocalStack:
                     },
                     self.pki.issue(name, (SERVICE,)),
                 )
+                with self.etcd.administration() as etcd:
+                    etcd.grant_service(name, self.region, name)
                 self.services.append(service)
                 service.start()
         except StackError:
             self.stop()
             raise
+
+    def _cluster(self, name: str) -> KubeApiServer:
+        """A cluster's API server with an etcd user of its own, confined to its prefix."""
+        assert self.pki is not None
+        user = f"kube-apiserver-{name}"
+        cluster = KubeApiServer(
+            name,
+            self.etcd.endpoint,
+            self.work_dir / "clusters" / name,
+            etcd_tls=self.pki.issue(user, ()),
+        )
+        with self.etcd.administration() as etcd:
+            etcd.grant_kube_apiserver(user, cluster.etcd_prefix)
+        return cluster
 
     def _nats_password(self, user: str) -> str:
         """A fresh password for `user`, kept in a file only this process and the user read."""
@@ -306,7 +318,7 @@ class LocalStack:
         rows = [
             (
                 "etcd",
-                f"http://{self.etcd.endpoint}",
+                f"https://{self.etcd.endpoint}",
                 f"{self.etcd.origin}, data in {self.etcd.data_dir}",
             ),
             ("nats", self.nats.url, f"JetStream, store in {self.nats.store_dir}"),

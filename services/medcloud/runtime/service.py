@@ -53,7 +53,7 @@ async def _serve(
     nats_password: str,
     bootstrap: Bootstrap,
 ) -> None:
-    store = await EtcdStore.connect(settings.etcd_endpoint, settings.region, name)
+    store = await EtcdStore.connect(settings.etcd_endpoint, settings.region, name, tls)
     try:
         bus = await EventBus.connect(
             settings.nats_url,

@@ -25,6 +25,8 @@ from medcloud.core.errors import (
     Unavailable,
 )
 from medcloud.runtime.config import HostPort
+from medcloud.runtime.etcd_access import etcd_client, store_prefix
+from medcloud.runtime.tls import TlsMaterial
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class EtcdStore:
         self, client: aetcd.Client, region: str, service: str, request_timeout_seconds: float = 5.0
     ) -> None:
         self._client = client
-        self.prefix = f"/medcloud/{region}/{service}/"
+        self.prefix = store_prefix(region, service)
         self._timeout = request_timeout_seconds
 
     @classmethod
@@ -112,16 +114,15 @@ class EtcdStore:
         endpoint: HostPort,
         region: str,
         service: str,
+        tls: TlsMaterial | None = None,
         request_timeout_seconds: float = 5.0,
         wait_seconds: float = 5.0,
     ) -> EtcdStore:
         """Connects and proves etcd answers, so a service fails at start-up rather than on first
-        use; an etcd that is still coming up gets `wait_seconds` to answer."""
-        client = aetcd.Client(
-            host=endpoint.host,
-            port=endpoint.port,
-            timeout=request_timeout_seconds,
-            options=_RECONNECT_QUICKLY,
+        use; an etcd that is still coming up gets `wait_seconds` to answer. With `tls`, the
+        certificate's common name is the etcd user (see etcd_access)."""
+        client = etcd_client(
+            endpoint.host, endpoint.port, tls, request_timeout_seconds, _RECONNECT_QUICKLY
         )
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
@@ -364,7 +365,9 @@ class Collection(Generic[T]):
                     next_revision = revision + 1
                     value = None if event.kind == "DELETE" else self.codec.decode(event.kv.value)
                     yield Change(self._id_of(event.kv.key), value, revision)
-            except aetcd.exceptions.ConnectionFailedError:
+            # Over TLS a stopping etcd resets the stream (INTERNAL, "Stream removed") rather than
+            # closing the connection; either way re-opening from next_revision loses nothing.
+            except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.InternalError):
                 log.warning("etcd watch lost its connection; re-opening", extra={"kind": self.kind})
                 await asyncio.sleep(0.5)
 

@@ -12,15 +12,13 @@ import pytest
 
 from medcloud.common.v1 import data_classification_pb2 as classification
 from medcloud.devstack.stack import AUDIT_ADMINISTRATOR, SECURITY_ADMINISTRATOR
-from medcloud.runtime.config import HostPort
-from medcloud.runtime.store import EtcdStore
 from medcloud.security.adapters.codecs import AuditRecordCodec
 from medcloud.security.adapters.signing import generate_key_pair
 from medcloud.security.app.trail import sequence_key
 from medcloud.security.v1 import security_pb2 as pb
 from medcloud.security.v1 import security_service_pb2 as api
 from medcloud.security.v1 import security_service_pb2_grpc as api_grpc
-from tests.support.identities import client_channel
+from tests.support.identities import client_channel, connect_store
 from tests.support.processes import start_service
 
 pytestmark = pytest.mark.integration
@@ -128,7 +126,7 @@ async def test_changing_or_deleting_a_stored_record_is_found_and_named(
         clean = auditor.VerifyAuditTrail(api.VerifyAuditTrailRequest())
         assert clean.ok and clean.records_checked == 6 and clean.head == 6
 
-        store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "security")
+        store = await connect_store(etcd_server.endpoint, region, "security")
         records = store.collection("audit", AuditRecordCodec())
         try:
             third = (await records.require(sequence_key(3))).value

@@ -8,9 +8,7 @@ import asyncio
 import pytest
 
 from medcloud.runtime.bus import EventBus
-from medcloud.runtime.config import HostPort
 from medcloud.runtime.outbox import Outbox
-from medcloud.runtime.store import EtcdStore
 from medcloud.security.adapters.codecs import (
     ProtobufTrailEvents,
 )
@@ -18,12 +16,13 @@ from medcloud.security.adapters.collections import trail_collections
 from medcloud.security.adapters.signing import Ed25519Signer, Ed25519Verifier, generate_key_pair
 from medcloud.security.app.trail import AuditTrail
 from medcloud.security.domain.audit import AuditEvent, RetentionPolicy
+from tests.support.identities import connect_store
 
 
 @pytest.fixture
 async def make_trail(etcd_server, nats_server, region):
     """Builds trails on the test's own etcd prefix and NATS stream, as the service wires one."""
-    store = await EtcdStore.connect(HostPort.parse(etcd_server.endpoint), region, "security")
+    store = await connect_store(etcd_server.endpoint, region, "security")
     bus = await EventBus.connect(nats_server.url, region, "security")
     private_key, public_key = generate_key_pair()
 
