@@ -51,6 +51,12 @@ SECURITY_DEIDENTIFICATION_KEY_MANAGE = "security.deidentification-key.manage"
 DATA_EXPORT_DECIDE = "data.export.decide"
 # Producing a de-identified release of health records.
 DATA_DEIDENTIFY = "data.deidentify"
+BACKUP_READ = "backup.read"
+# Protection policies and the region facts they are checked against.
+BACKUP_PROTECT = "backup.protect"
+BACKUP_FAILOVER = "backup.failover"
+BACKUP_DRILL = "backup.drill"
+BACKUP_SNAPSHOT = "backup.snapshot"
 AUDIT_READ = "audit.read"
 AUDIT_VERIFY = "audit.verify"
 AUDIT_APPEND = "audit.append"
@@ -78,6 +84,11 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
                 MONITORING_INSPECTION_RUN,
                 MONITORING_RULES_WRITE,
                 SYSTEM_CONFIGURE,
+                BACKUP_READ,
+                BACKUP_PROTECT,
+                BACKUP_FAILOVER,
+                BACKUP_DRILL,
+                BACKUP_SNAPSHOT,
             }
         ),
         # Sets security policy, holds de-identification keys and decides exports; neither
@@ -92,8 +103,11 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
                 DATA_DEIDENTIFY,
             }
         ),
-        # Reads and verifies the trail, and reads the policy it audits against; changes nothing.
-        Role.AUDIT_ADMINISTRATOR: frozenset({AUDIT_READ, AUDIT_VERIFY, SECURITY_POLICY_READ}),
+        # Reads and verifies the trail, and reads the policy and the DR evidence it audits
+        # against; changes nothing.
+        Role.AUDIT_ADMINISTRATOR: frozenset(
+            {AUDIT_READ, AUDIT_VERIFY, SECURITY_POLICY_READ, BACKUP_READ}
+        ),
         # What a node may do: report samples, heartbeats and links.
         Role.AGENT: frozenset({MONITORING_INGEST}),
         # What services ask of each other; the trail only grows.
@@ -103,6 +117,7 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
                 INVENTORY_CLAIM,
                 SCHEDULING_READ,
                 MONITORING_INGEST,
+                BACKUP_READ,
                 AUDIT_APPEND,
             }
         ),
@@ -119,6 +134,7 @@ AUDITED_ACTIONS = KNOWN_ACTIONS - {
     MONITORING_READ,
     MONITORING_INGEST,
     SECURITY_POLICY_READ,
+    BACKUP_READ,
     AUDIT_APPEND,
 }
 

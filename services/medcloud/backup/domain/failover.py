@@ -82,6 +82,8 @@ class SystemProgress:
     done: tuple[StepRecord, ...] = ()
     failure: StepFailure | None = None
     undone: tuple[StepRecord, ...] = ()
+    # What the standby lacked when the primary was fenced, when the driver could tell.
+    lag_seconds: float | None = None
 
     def has_done(self, step: Step) -> bool:
         return any(record.step is step for record in self.done)
@@ -125,6 +127,13 @@ class Failover:
     system_states: tuple[SystemProgress, ...]
     trigger: Trigger
     started_at: datetime
+    # From the standby back to the primary.
+    failback: bool = False
+    # A drill that changes nothing and only proves each step could run.
+    dry_run: bool = False
+    # The centre that was lost (SiteDown).
+    failed_centre_id: str = ""
+    finished_at: datetime | None = None
 
     def progress(self, system_id: str) -> SystemProgress:
         for progress in self.system_states:
@@ -166,14 +175,65 @@ def failover_id_for(trigger_event_id: str, hospital_id: str) -> str:
     return f"fo-{digest[:20]}"
 
 
-def start_failover(plan: DrPlan, trigger: Trigger, started_at: datetime) -> Failover:
+def start_failover(
+    plan: DrPlan,
+    trigger: Trigger,
+    started_at: datetime,
+    *,
+    failback: bool = False,
+    dry_run: bool = False,
+    failed_centre_id: str = "",
+) -> Failover:
     return Failover(
         id=failover_id_for(trigger.event_id, plan.hospital_id),
         plan=plan,
         system_states=tuple(SystemProgress(step.system_id) for step in plan.steps),
         trigger=trigger,
         started_at=started_at,
+        failback=failback,
+        dry_run=dry_run,
+        failed_centre_id=failed_centre_id,
     )
+
+
+class Phase(enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ROLLING_BACK = "rolling-back"
+    ROLLED_BACK = "rolled-back"
+
+
+def phase_of(failover: Failover) -> Phase:
+    if is_complete(failover):
+        return Phase.COMPLETED
+    if is_rolled_back(failover):
+        return Phase.ROLLED_BACK
+    return Phase.ROLLING_BACK if failover.rolling_back else Phase.RUNNING
+
+
+def finished(failover: Failover, at: datetime) -> Failover:
+    """Stamps the end once; a finished failover keeps its first end time."""
+    if failover.finished_at is not None:
+        return failover
+    return dataclasses.replace(failover, finished_at=at)
+
+
+def with_lag(failover: Failover, system_id: str, lag_seconds: float | None) -> Failover:
+    if lag_seconds is None:
+        return failover
+    progress = failover.progress(system_id)
+    return failover._with(dataclasses.replace(progress, lag_seconds=lag_seconds))
+
+
+def failure_summary(failover: Failover) -> str:
+    """Which system failed at which step, and why (the first failure, in plan order)."""
+    for progress in failover.system_states:
+        if progress.failure is not None:
+            return (
+                f"{progress.system_id} failed at {progress.failure.step.value}: "
+                f"{progress.failure.reason}"
+            )
+    return ""
 
 
 def automatic_on_site_down(policy: ProtectionPolicy) -> bool:
