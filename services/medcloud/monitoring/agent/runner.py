@@ -191,14 +191,19 @@ class Agent:
                 if not batch:
                     await self._wait(self._new_samples, reader)
                     continue
-                await call.write(
-                    api.StreamSamplesRequest(
-                        node_id=self.node_id,
-                        centre_id=self.centre_id,
-                        samples=[sample_to_proto(sample) for sample in batch],
-                        dropped_samples=self._buffer.dropped_samples,
+                try:
+                    await call.write(
+                        api.StreamSamplesRequest(
+                            node_id=self.node_id,
+                            centre_id=self.centre_id,
+                            samples=[sample_to_proto(sample) for sample in batch],
+                            dropped_samples=self._buffer.dropped_samples,
+                        )
                     )
-                )
+                except asyncio.InvalidStateError:
+                    # The call ended between the check above and this write (the centre went
+                    # away): the reader holds the reason, raised below.
+                    break
                 sent_up_to = batch[-1].sequence
             await reader  # raises the stream's error
         finally:
