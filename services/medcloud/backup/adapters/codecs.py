@@ -114,6 +114,8 @@ def system_to_pb(system: ProtectedSystem) -> pb.ProtectedSystem:
         standby=_endpoint_to_pb(system.standby),
         active=enum_to_proto(system.active, pb.ActiveCopy),
         generation=system.generation,
+        copies_scheduled=system.copies_scheduled,
+        schedule_status=system.schedule_status,
     )
     if MIN_TIER <= policy.tier <= MAX_TIER:
         tier = profile(policy.tier)
@@ -154,6 +156,8 @@ def system_from_pb(message: pb.ProtectedSystem) -> ProtectedSystem:
         write_rate_mbps=message.write_rate_mbps,
         active=active,
         generation=message.generation,
+        copies_scheduled=message.copies_scheduled,
+        schedule_status=message.schedule_status,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from medcloud.backup.domain.drills import Drill
 from medcloud.backup.domain.failover import Failover, Step, TriggerKind
+from medcloud.backup.domain.plans import ProtectionPolicy
 from medcloud.backup.domain.protection import Endpoint, ProtectedSystem, SystemCopies
 
 __all__ = [
@@ -46,7 +47,7 @@ class StepOutcome:
 
 
 class RecoveryDriver(Protocol):
-    """Moves one kind of system. Both calls must be idempotent (setting a desired state, never
+    """Moves one kind of system. Every call must be idempotent (setting a desired state, never
     toggling): a resumed failover may run a step again after a crash mid-step."""
 
     name: str
@@ -54,6 +55,11 @@ class RecoveryDriver(Protocol):
     async def run(self, step: Step, system: SystemCopies, context: StepContext) -> StepOutcome: ...
 
     async def undo(self, step: Step, system: SystemCopies, context: StepContext) -> StepOutcome: ...
+
+    async def protect(self, system: SystemCopies, policy: ProtectionPolicy) -> StepOutcome:
+        """Makes the policy's scheduled point-in-time copies of the serving copy
+        (`system.primary`) exist, e.g. a Velero Schedule; idempotent."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,34 @@ class Recovery:
             transaction.put(self._c.systems, system.key, stored)
             return stored
 
+        stored = (await self._store.transact(step)).result
+        return await self._schedule_copies(stored.key)
+
+    async def _schedule_copies(self, key: str) -> ProtectedSystem:
+        """Asks the system's driver for the policy's scheduled copies where it serves now and
+        records the answer on the system, so a missing schedule is visible, not silent."""
+        found = await self._c.systems.get(key)
+        if found is None:
+            raise NotFound("protected system", key)
+        system = found.value
+        driver = self._drivers[system.driver]
+        try:
+            outcome = await driver.protect(system.serving_copies(), system.policy)
+        except Exception as error:
+            log.exception("driver raised scheduling copies", extra={"system": key})
+            outcome = StepOutcome(False, f"{type(error).__name__}: {error}")
+        status = outcome.reason if outcome.ok else f"not scheduled: {outcome.reason}"
+
+        async def step(transaction: Transaction) -> ProtectedSystem:
+            current = await transaction.get(self._c.systems, key)
+            if current is None:
+                raise NotFound("protected system", key)
+            updated = dataclasses.replace(
+                current.value, copies_scheduled=outcome.ok, schedule_status=status
+            )
+            transaction.put(self._c.systems, key, updated)
+            return updated
+
         return (await self._store.transact(step)).result
 
     async def protection(self, hospital_id: str, system_id: str) -> ProtectedSystem:
@@ -320,6 +348,12 @@ class Recovery:
         while True:
             failover = await self.failover(failover_id)
             if phase_of(failover) in FINAL_PHASES and failover.finished_at is not None:
+                if not failover.dry_run:
+                    # Scheduled copies follow the system to where it serves now.
+                    for progress in failover.system_states:
+                        await self._schedule_copies(
+                            protection_key(failover.plan.hospital_id, progress.system_id)
+                        )
                 return failover
             actions = next_actions(failover) or rollback_actions(failover)
             if not actions:

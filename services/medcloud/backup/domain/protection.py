@@ -53,6 +53,9 @@ class ProtectedSystem:
     write_rate_mbps: float = 0.0
     active: ActiveCopy = ActiveCopy.PRIMARY
     generation: int = 0
+    # Whether the policy's scheduled copies exist where the system serves, and if not, why.
+    copies_scheduled: bool = False
+    schedule_status: str = ""
 
     @property
     def system_id(self) -> str:
@@ -68,6 +71,10 @@ class ProtectedSystem:
             (self.standby, self.primary) if failback else (self.primary, self.standby)
         )
         return SystemCopies(self.hospital_id, self.system_id, self.driver, source, destination)
+
+    def serving_copies(self) -> SystemCopies:
+        """The copies with the serving one first (as `primary`)."""
+        return self.copies(failback=self.active is ActiveCopy.STANDBY)
 
     def serving(self) -> Endpoint:
         return self.standby if self.active is ActiveCopy.STANDBY else self.primary
