@@ -1,0 +1,1 @@
+"""The HospitalSite and Region operators: the reconcile core, its adapters and medcloudctl."""
