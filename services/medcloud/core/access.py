@@ -84,6 +84,8 @@ ALLOWED: Mapping[Role, frozenset[str]] = MappingProxyType(
                 MONITORING_INSPECTION_RUN,
                 MONITORING_RULES_WRITE,
                 SYSTEM_CONFIGURE,
+                # Judging a site against the baseline changes nothing; the operator reports it.
+                SECURITY_BASELINE_EVALUATE,
                 BACKUP_READ,
                 BACKUP_PROTECT,
                 BACKUP_FAILOVER,
