@@ -387,8 +387,8 @@ def _allowance(workload: SiteWorkload, allowance: Allowance) -> dict[str, Any]:
 def desired_objects(workload: SiteWorkload) -> list[dict[str, Any]]:
     """The manifests one member cluster should hold for the site, in the order they are applied:
     the Namespace, the ResourceQuota and LimitRange `medcloud-site`, NetworkPolicies
-    `default-deny`, `allow-dns`, `allow-within-site` and `allow-<name>` per allowance. Every object carries the labels
-    `app.kubernetes.io/managed-by: medcloud`, `medcloud.io/site` (`site_label`) and
+    `default-deny`, `allow-dns`, `allow-within-site` and `allow-<name>` per allowance. Every
+    object carries the labels `app.kubernetes.io/managed-by: medcloud`, `medcloud.io/site` (`site_label`) and
     `medcloud.io/hospital`, and the annotation `medcloud.io/site` with the exact `namespace/name`.
 
     The quota caps the namespace at what the placement reserved: requests and limits of CPU at

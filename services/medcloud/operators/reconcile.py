@@ -4,8 +4,8 @@ the same `SiteReconciler` through its ports.
 
 Steps run in order, each reporting one condition: Validated → Inventoried (the hospital's room,
 nodes, links and clusters in inventory) → Placed (each system placed by scheduling; the member
-clusters hold the site's namespace, quota and limits) → Secured (default-deny network policies
-with the allowances, the MLPS level-3 baseline judged by the security pool) → Protected (backup
+clusters hold the site's namespace, quota, limits and default-deny network policies with their
+allowances) → Secured (the MLPS level-3 baseline judged by the security pool) → Protected (backup
 and DR for every system with a DR tier) → Monitored (the room's node agents report) → Ready. A
 failed step sets its condition False with the reason, and later steps wait. A step whose inputs
 did not change since it last succeeded is not run again; `recheck` runs every step (the drift
@@ -69,9 +69,8 @@ class RegionServices(Protocol):
 class MemberClusterWork(Protocol):
     """The site's namespace, quota, limits and network policies in its member clusters."""
 
-    async def apply_workloads(self, site: HospitalSite) -> str: ...
-
-    async def apply_network_policies(self, site: HospitalSite) -> str: ...
+    async def apply(self, site: HospitalSite) -> str:
+        """Namespace, quota, limits and network policies in each cluster; a summary."""
 
     async def drift(self, site: HospitalSite) -> list[str]: ...
 
@@ -243,7 +242,7 @@ class SiteReconciler:
                 "PlacementFailed",
                 "; ".join(f"{p.system}: {p.message}" for p in failed)[:1000],
             )
-        clusters = await self.members.apply_workloads(site)
+        clusters = await self.members.apply(site)
         degraded = [p.system for p in placed if p.state == "degraded"]
         message = f"{len(placed)} systems placed; {clusters}"
         if degraded:
@@ -251,9 +250,8 @@ class SiteReconciler:
         return StepOutcome(True, "Placed", message)
 
     async def _secure(self, site: HospitalSite) -> StepOutcome:
-        policies = await self.members.apply_network_policies(site)
-        baseline = await self.services.evaluate_baseline(site)
-        return StepOutcome(baseline.ok, baseline.reason, f"{policies}; {baseline.message}")
+        # The network policies went in with the namespace (Placed); this judges the rest.
+        return await self.services.evaluate_baseline(site)
 
     async def _protect(self, site: HospitalSite) -> StepOutcome:
         return StepOutcome(True, "Protected", await self.services.protect_systems(site))

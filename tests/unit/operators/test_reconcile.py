@@ -75,13 +75,9 @@ class Recorder:
         return ["placement"]
 
     # MemberClusterWork
-    async def apply_workloads(self, site: HospitalSite) -> str:
+    async def apply(self, site: HospitalSite) -> str:
         self._record("members")
-        return "namespace and quota"
-
-    async def apply_network_policies(self, site: HospitalSite) -> str:
-        self._record("policies")
-        return "default deny"
+        return "namespace, quota and policies"
 
     async def drift(self, site: HospitalSite) -> list[str]:
         return []
