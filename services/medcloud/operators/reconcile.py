@@ -7,9 +7,9 @@ nodes, links and clusters in inventory) → Placed (each system placed by schedu
 clusters hold the site's namespace, quota, limits and default-deny network policies with their
 allowances) → Secured (the MLPS level-3 baseline judged by the security pool) → Protected (backup
 and DR for every system with a DR tier) → Monitored (the room's node agents report) → Ready. A
-failed step sets its condition False with the reason, and later steps wait. A step whose inputs
-did not change since it last succeeded is not run again; `recheck` runs every step (the drift
-timer)."""
+failed step sets its condition False with the reason; the steps that need it wait and the others
+still run. A step whose inputs did not change since it last succeeded is not run again;
+`recheck` runs every step (the drift timer)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,8 @@ class _Step:
     # The spec fields the step reads: a change elsewhere leaves it alone.
     reads: tuple[str, ...]
     run: Callable[[HospitalSite], Awaitable[StepOutcome]]
+    # Steps that must have succeeded first; a step needing none of a failed one still runs.
+    needs: tuple[ConditionType, ...] = ()
 
 
 @dataclass
@@ -138,15 +140,29 @@ class SiteReconciler:
     _placements: dict[str, tuple[PlacedSystem, ...]] = field(default_factory=dict)
 
     def _steps(self) -> list[_Step]:
+        validated, inventoried, placed = (
+            ConditionType.VALIDATED,
+            ConditionType.INVENTORIED,
+            ConditionType.PLACED,
+        )
+        topology = ("room", "nodes", "links", "clusters")
         return [
-            _Step(ConditionType.VALIDATED, ("*",), self._validate),
+            _Step(validated, ("*",), self._validate),
+            _Step(inventoried, topology, self._inventory, (validated,)),
+            _Step(placed, ("systems", "clusters"), self._place, (inventoried,)),
             _Step(
-                ConditionType.INVENTORIED, ("room", "nodes", "links", "clusters"), self._inventory
+                ConditionType.SECURED,
+                ("security", "systems", "clusters"),
+                self._secure,
+                (inventoried,),
             ),
-            _Step(ConditionType.PLACED, ("systems", "clusters"), self._place),
-            _Step(ConditionType.SECURED, ("security", "systems", "clusters"), self._secure),
-            _Step(ConditionType.PROTECTED, ("systems", "backup", "clusters"), self._protect),
-            _Step(ConditionType.MONITORED, ("room", "nodes"), self._monitor),
+            _Step(
+                ConditionType.PROTECTED,
+                ("systems", "backup", "clusters"),
+                self._protect,
+                (placed,),
+            ),
+            _Step(ConditionType.MONITORED, ("room", "nodes"), self._monitor, (inventoried,)),
         ]
 
     async def reconcile(
@@ -157,7 +173,7 @@ class SiteReconciler:
     ) -> SiteReport:
         previous = previous or {}
         conditions: list[Condition] = []
-        blocked: ConditionType | None = None
+        succeeded: set[ConditionType] = set()
         for step in self._steps():
             inputs = (
                 site.inputs(*step.reads)
@@ -165,13 +181,15 @@ class SiteReconciler:
                 else site.inputs(*sorted(site.raw_spec))
             )
             before = previous.get(step.type)
-            if blocked is not None:
+            waiting = [need.value for need in step.needs if need not in succeeded]
+            if waiting:
                 conditions.append(
-                    Condition(step.type, None, "Waiting", f"waits for {blocked.value}")
+                    Condition(step.type, None, "Waiting", f"waits for {', '.join(waiting)}")
                 )
                 continue
             if not recheck and before and before.status is True and before.inputs == inputs:
                 conditions.append(before)  # nothing it reads changed: not run again
+                succeeded.add(step.type)
                 continue
             outcome = await self._run(step, site)
             changed = before is None or before.status is not outcome.ok
@@ -185,8 +203,8 @@ class SiteReconciler:
                     **({} if changed else {"last_transition": before.last_transition}),
                 )
             )
-            if not outcome.ok:
-                blocked = step.type
+            if outcome.ok:
+                succeeded.add(step.type)
         ready = all(c.status is True for c in conditions)
         conditions.append(
             Condition(

@@ -109,7 +109,7 @@ async def test_a_site_that_every_step_accepts_is_ready():
     ]
 
 
-async def test_a_failed_step_names_its_reason_and_later_steps_wait():
+async def test_a_failed_step_names_its_reason_and_the_steps_needing_it_wait():
     core, ports = _core()
     ports.fail["scheduling"] = StepFailed("SchedulingUnavailable", "scheduling at x: UNAVAILABLE")
     report = await core.reconcile(read_site(MANIFEST))
@@ -117,10 +117,13 @@ async def test_a_failed_step_names_its_reason_and_later_steps_wait():
     assert by_type[ConditionType.INVENTORIED].status is True
     placed = by_type[ConditionType.PLACED]
     assert placed.status is False and placed.reason == "SchedulingUnavailable"
-    assert by_type[ConditionType.SECURED].status is None
-    assert by_type[ConditionType.SECURED].message == "waits for Placed"
+    # Protection needs the placement; the baseline and monitoring do not, and still run.
+    assert by_type[ConditionType.PROTECTED].status is None
+    assert by_type[ConditionType.PROTECTED].message == "waits for Placed"
+    assert by_type[ConditionType.SECURED].status is True
+    assert by_type[ConditionType.MONITORED].status is True
     assert report.phase == "PlacedFailed" and not report.ready
-    assert ports.calls["security"] == 0
+    assert ports.calls["backup"] == 0
 
 
 async def test_once_the_service_returns_the_next_pass_converges_without_rerunning_done_steps():
@@ -131,6 +134,7 @@ async def test_once_the_service_returns_the_next_pass_converges_without_rerunnin
     second = await core.reconcile(read_site(MANIFEST), {c.type: c for c in first.conditions})
     assert second.ready
     assert ports.calls["inventory"] == 1  # done before, inputs unchanged: not run again
+    assert ports.calls["security"] == 1
     assert ports.calls["scheduling"] == 2
 
 
