@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from medcloud.operators.region import Link, read_link
+
 
 class ConditionType(enum.Enum):
     """The status conditions, in the order the steps run (issue: Validated → Ready)."""
@@ -75,17 +77,6 @@ class SiteSystem:
 
 
 @dataclass(frozen=True)
-class SiteLink:
-    id: str
-    a_node: str
-    b_node: str
-    purpose: str
-    medium: str
-    distance_km: float
-    pairs: tuple[tuple[str, float, float], ...]  # (conduit, up Gbps, down Gbps)
-
-
-@dataclass(frozen=True)
 class HospitalSite:
     """The spec of one HospitalSite, read from its manifest."""
 
@@ -99,7 +90,7 @@ class HospitalSite:
     room_city: str
     room_province: str
     nodes: tuple[tuple[str, str], ...]  # (id, role)
-    links: tuple[SiteLink, ...]
+    links: tuple[Link, ...]
     clusters: tuple[ClusterRef, ...]
     systems: tuple[SiteSystem, ...]
     zones: tuple[str, ...]
@@ -156,25 +147,7 @@ def read_site(manifest: Mapping[str, Any]) -> HospitalSite:
         room_city=_text(room, "city"),
         room_province=_text(room, "province"),
         nodes=tuple((_text(n, "id"), _text(n, "role")) for n in spec.get("nodes") or ()),
-        links=tuple(
-            SiteLink(
-                id=_text(link, "id"),
-                a_node=_text(link, "aNode"),
-                b_node=_text(link, "bNode"),
-                purpose=_text(link, "purpose"),
-                medium=_text(link, "medium"),
-                distance_km=float(link.get("distanceKm") or 0),
-                pairs=tuple(
-                    (
-                        _text(p, "conduit"),
-                        float(p.get("upGbps") or 0),
-                        float(p.get("downGbps") or 0),
-                    )
-                    for p in link.get("pairs") or ()
-                ),
-            )
-            for link in spec.get("links") or ()
-        ),
+        links=tuple(read_link(link) for link in spec.get("links") or ()),
         clusters=tuple(
             ClusterRef(
                 name=_text(c, "name"),

@@ -358,9 +358,7 @@ async def test_a_namespace_made_for_something_else_is_neither_used_nor_removed(
 async def test_a_site_without_systems_gets_a_zero_quota(members, inspect, namespace):
     empty = SiteWorkload(SITE, "hospital-a", namespace)
     report = await members.apply(PRIVATE, empty)
-    assert set(report.created) == names(
-        namespace, "default-deny", "allow-dns", "allow-within-site"
-    )
+    assert set(report.created) == names(namespace, "default-deny", "allow-dns", "allow-within-site")
     assert inspect[PRIVATE].quota(namespace).spec.hard["pods"] == "0"
     assert inspect[PRIVATE].limits(namespace).spec.limits[0].max == {"cpu": "0", "memory": "0"}
     assert await members.drift(PRIVATE, empty) == []

@@ -12,6 +12,9 @@ from medcloud.core.identifiers import dns_label_violations
 
 # Systems on a Kubernetes member cluster: the driver needs cluster, namespace and Deployment.
 KUBERNETES_DRIVER = "kubernetes"
+# From tier 5 (same-city active-active, R-7.6b) a standby copy runs and a failover moves to it;
+# below, replicated or scheduled copies wait at the standby's centre to be restored.
+STANDBY_RUNS_FROM_TIER = 5
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,9 @@ def check_protection(system: ProtectedSystem, facts: RegionFacts) -> list[FieldV
         violations.append(FieldViolation("system.depends_on", "a system cannot depend on itself"))
     kubernetes = system.driver == KUBERNETES_DRIVER
     violations += _endpoint_violations("system.primary", system.primary, facts, kubernetes)
-    violations += _endpoint_violations("system.standby", system.standby, facts, kubernetes)
+    # Below tier 5 no standby runs: the standby names the centre the copies go to.
+    standby_runs = kubernetes and system.policy.tier >= STANDBY_RUNS_FROM_TIER
+    violations += _endpoint_violations("system.standby", system.standby, facts, standby_runs)
     if system.primary == system.standby and system.primary.centre_id:
         violations.append(
             FieldViolation("system.standby", "must differ from the primary: a copy on itself")

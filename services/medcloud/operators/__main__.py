@@ -1,0 +1,151 @@
+"""`python -m medcloud.operators`: the HospitalSite operator process.
+
+Watches HospitalSites in the management cluster (KUBECONFIG, or in-cluster credentials) and
+reconciles each into medcloud's services (their addresses and the operator's certificate from
+the environment) and into the member clusters its Secrets name."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from medcloud.operators.kopf_operator import SiteStatusWriter, register
+from medcloud.operators.manifests import validate_manifest
+from medcloud.operators.member_work import KubernetesMemberWork
+from medcloud.operators.reconcile import SiteReconciler
+from medcloud.operators.region_services import GrpcRegionServices, ServiceAddresses
+from medcloud.operators.site import HospitalSite
+from medcloud.runtime.config import ConfigError, HostPort, at_least, load_settings, setting
+from medcloud.runtime.logs import configure_logging
+from medcloud.runtime.service import EXIT_CONFIG
+from medcloud.runtime.tls import tls_from_environment
+
+log = logging.getLogger("medcloud.operators")
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    inventory_address: HostPort = setting("MEDCLOUD_INVENTORY_ADDRESS")
+    scheduling_address: HostPort = setting("MEDCLOUD_SCHEDULING_ADDRESS")
+    security_address: HostPort = setting("MEDCLOUD_SECURITY_ADDRESS")
+    backup_address: HostPort = setting("MEDCLOUD_BACKUP_ADDRESS")
+    monitoring_address: HostPort = setting("MEDCLOUD_MONITORING_ADDRESS")
+    priority: int = setting(
+        "MEDCLOUD_OPERATOR_PRIORITY",
+        default=100,
+        help="kopf peering priority: of several replicas only the highest acts",
+    )
+    drift_seconds: float = setting(
+        "MEDCLOUD_OPERATOR_DRIFT_SECONDS", default=60.0, check=at_least(1)
+    )
+    region: str = setting("MEDCLOUD_REGION", help="the region this install serves")
+    log_level: str = setting("MEDCLOUD_LOG_LEVEL", default="INFO")
+
+
+class ManifestValidator:
+    """The CRD's own schema and CEL rules, as `medcloudctl validate` applies them."""
+
+    def problems(self, site: HospitalSite) -> list[str]:
+        manifest = {
+            "apiVersion": "medcloud.io/v1alpha1",
+            "kind": "HospitalSite",
+            "metadata": {"name": site.name, "namespace": site.namespace},
+            "spec": dict(site.raw_spec),
+        }
+        return [f"{p.field}: {p.message}" for p in validate_manifest(manifest)]
+
+
+def secret_reader(api: client.ApiClient):  # type: ignore[no-untyped-def]
+    core = client.CoreV1Api(api)
+
+    def read(namespace: str, name: str, key: str) -> bytes | None:
+        try:
+            secret = core.read_namespaced_secret(name, namespace, _request_timeout=10)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        value = (secret.data or {}).get(key)
+        return base64.b64decode(value) if value else None
+
+    return read
+
+
+def _drop_kopf_settings(record: logging.LogRecord) -> bool:
+    record.__dict__.pop("settings", None)
+    return True
+
+
+def main() -> int:
+    try:
+        settings = load_settings(OperatorSettings)
+        tls = tls_from_environment()
+    except ConfigError as error:
+        print(f"medcloud-operator: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging("operator", settings.region, settings.log_level)
+    # kopf attaches its whole settings object to every record; the JSON lines need none of it.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_drop_kopf_settings)
+    try:
+        config.load_kube_config()
+    except config.ConfigException:
+        config.load_incluster_config()
+    api = client.ApiClient()
+    addresses = ServiceAddresses(
+        inventory=str(settings.inventory_address),
+        scheduling=str(settings.scheduling_address),
+        security=str(settings.security_address),
+        backup=str(settings.backup_address),
+        monitoring=str(settings.monitoring_address),
+    )
+    services: dict[str, GrpcRegionServices] = {}
+
+    def region_services() -> GrpcRegionServices:
+        # Made on first use, inside kopf's event loop (gRPC aio channels belong to one loop).
+        if "grpc" not in services:
+            services["grpc"] = GrpcRegionServices(addresses, tls)
+        return services["grpc"]
+
+    register(
+        lambda: SiteReconciler(
+            region_services(),
+            KubernetesMemberWork(secret_reader(api)),
+            ManifestValidator(),
+        ),
+        lambda: SiteStatusWriter(api),
+        lambda region: region_services().apply_region(region),
+        drift_interval_seconds=settings.drift_seconds,
+    )
+
+    priority = settings.priority
+
+    @kopf.on.startup()
+    def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+        settings.peering.priority = priority
+        settings.peering.name = "medcloud-operator"
+        settings.posting.level = logging.INFO
+        settings.persistence.finalizer = "medcloud.io/hospitalsite"
+
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await kopf.operator(clusterwide=True, stop_flag=stop)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
