@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_example:
         print("\n" + stack.apply_reference_region(), flush=True)
         print(stack.start_agents(), flush=True)
+        try:
+            print("\n" + stack.run_examples(), flush=True)
+        except StackError as error:
+            print(f"medcloud-devstack: {error}", file=sys.stderr)
     print("\nTo use it from another shell:")
     for name, value in stack.client_environment().items():
         print(f"  export {name}={value}")

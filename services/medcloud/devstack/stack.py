@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medcloud.core.access import Role
+from medcloud.devstack.examples import apply_examples, start_operator
 from medcloud.devstack.kube import REGION_CLUSTERS, KubeApiServer, merge_kubeconfigs
 from medcloud.devstack.pki import RegionPki, TlsFiles
 from medcloud.devstack.processes import ManagedProcess, StackError, free_port
@@ -139,6 +140,7 @@ class LocalStack:
         self.clusters: list[KubeApiServer] = []
         self.services: list[ServiceProcess] = []
         self.agents: list[ManagedProcess] = []
+        self.operator: ManagedProcess | None = None
         self.metrics_port = 0
         self.kubeconfig = work_dir / "kubeconfig"
         self.pki: RegionPki | None = None
@@ -312,9 +314,20 @@ class LocalStack:
             f"inventory: registered annex A's reference region ({registered}); topology: {verdict}"
         )
 
+    def run_examples(self) -> str:
+        """The main job: the operator on the management cluster, the example region and its
+        central hospital applied, and what became of them (needs every service and cluster)."""
+        missing = sorted(set(KNOWN_SERVICES) - {s.name for s in self.services})
+        if missing or "management" not in self.cluster_names:
+            return "operator: not started (needs every service and the management cluster)"
+        self.operator = start_operator(self)
+        return apply_examples(self)
+
     def crashed(self) -> list[str]:
         """Components that were started and are no longer running."""
         names = [s.name for s in self.services if not s.process.running]
+        if self.operator is not None and not self.operator.running:
+            names.append("operator")
         names += [agent.component for agent in self.agents if not agent.running]
         names += [
             name
@@ -324,6 +337,8 @@ class LocalStack:
         return names
 
     def stop(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
         for agent in self.agents:
             agent.stop()
         for service in reversed(self.services):
