@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,7 +107,7 @@ def test_devstack_command_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
     )
     lines = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # the clusters, five services, the operator, the examples
     while time.monotonic() < deadline:
         line = runner.stdout.readline()
         lines.append(line)
@@ -121,6 +122,11 @@ def test_devstack_command_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "export KUBECONFIG=" in text
     assert "inventory: registered annex A's reference region" in text
     assert "topology: compliant with clause 7 and annex A" in text
+    # The main job: the example hospital applied and reconciled by the operator.
+    assert "HospitalSite hospital-central/central is Ready" in text
+    assert re.search(r"Ready +True +AllStepsSucceeded", text), text
+    assert re.search(r"Placed +True +Placed: 10 systems placed", text), text
+    assert re.search(r"placed his +placed +in ", text), text
     assert "medcloud-devstack: stopped" in text
     assert _processes_mentioning(str(tmp_path)) == [], "a child process outlived the runner"
 

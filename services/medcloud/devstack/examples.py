@@ -9,11 +9,19 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import yaml
 from kubernetes import client, config
 
+from medcloud.core.access import Role
 from medcloud.devstack.processes import ManagedProcess, StackError
 from medcloud.devstack.servers import venv_bin
+from medcloud.runtime.proto_enums import enum_to_proto
+from medcloud.security.domain.baseline import MLPS_LEVEL_3
+from medcloud.security.domain.pool import Capability
+from medcloud.security.v1 import security_pb2 as security_pb
+from medcloud.security.v1 import security_service_pb2 as security_api
+from medcloud.security.v1 import security_service_pb2_grpc as security_grpc
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "operators" / "crds"
@@ -71,6 +79,65 @@ def start_operator(stack) -> ManagedProcess:  # type: ignore[no-untyped-def]
     return operator
 
 
+# Where make run's security pool keeps its instances: the carrier's two rooms (the baseline asks
+# for internet firewalls in two centres).
+POOL_CENTRES = ("panyu-carrier-production", "panyu-carrier-standby")
+
+
+def seed_security_pool(stack, site_id: str) -> str:  # type: ignore[no-untyped-def]
+    """What the region's security administrator would do for a new hospital: pooled instances of
+    every capability the MLPS level-3 baseline needs, allocated to the site's zones; and what its
+    audit administrator does daily: verify the trail. The operator, a system administrator,
+    may do neither (three-role separation)."""
+    security = next(s for s in stack.services if s.name == "security")
+    admin = stack.pki.issue("security-officer", (Role.SECURITY_ADMINISTRATOR.value,))
+    auditor = stack.pki.issue("audit-officer", (Role.AUDIT_ADMINISTRATOR.value,))
+    needs = sorted(
+        {(zone, capability) for control in MLPS_LEVEL_3 for zone, capability in control.needs},
+        key=lambda need: (need[0].value, need[1].value),
+    )
+    with grpc.secure_channel(security.address, admin.material().channel_credentials()) as channel:
+        stub = security_grpc.SecurityServiceStub(channel)
+        for capability in sorted({c for _, c in needs}, key=lambda c: c.value):
+            for centre in POOL_CENTRES:
+                stub.AddSecurityInstance(
+                    security_api.AddSecurityInstanceRequest(
+                        instance=security_pb.SecurityInstance(
+                            id=f"{capability.value}-{centre}",
+                            capability=enum_to_proto(capability, security_pb.Capability),
+                            centre_id=centre,
+                            capacity_units=100,
+                            vendor="make run",
+                        )
+                    ),
+                    timeout=10,
+                )
+        for zone, capability in needs:
+            # Internet firewalls from both rooms, everything else from the first.
+            centres = (
+                POOL_CENTRES if capability is Capability.VIRTUAL_FIREWALL else POOL_CENTRES[:1]
+            )
+            for centre in centres:
+                stub.AllocateCapability(
+                    security_api.AllocateCapabilityRequest(
+                        site_id=site_id,
+                        zone=enum_to_proto(zone, security_pb.Zone),
+                        capability=enum_to_proto(capability, security_pb.Capability),
+                        units=1,
+                        prefer_centre_id=centre,
+                    ),
+                    timeout=10,
+                )
+    with grpc.secure_channel(security.address, auditor.material().channel_credentials()) as channel:
+        security_grpc.SecurityServiceStub(channel).VerifyAuditTrail(
+            security_api.VerifyAuditTrailRequest(), timeout=30
+        )
+    return (
+        f"security: the region's security administrator allocated {len(needs)} capabilities "
+        f"to {site_id}; the audit administrator verified the trail"
+    )
+
+
 def apply_examples(stack, wait_seconds: float = 90.0) -> str:  # type: ignore[no-untyped-def]
     """Applies the example Region and HospitalSite (with Secrets holding the member clusters'
     kubeconfigs) and reports the site's conditions and placements once it settles."""
@@ -92,6 +159,8 @@ def apply_examples(stack, wait_seconds: float = 90.0) -> str:  # type: ignore[no
     namespaces = [d for d in documents if d and d.get("kind") == "Namespace"]
     others = [d for d in documents if d and d.get("kind") != "Namespace"]
     _kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all([*namespaces, *secrets]))
+    site_id = next(d for d in others if d.get("kind") == "HospitalSite")["spec"]["hospitalId"]
+    seeded = seed_security_pool(stack, site_id)
     _kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(others))
 
     objects = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
@@ -103,15 +172,13 @@ def apply_examples(stack, wait_seconds: float = 90.0) -> str:  # type: ignore[no
         )
         status = site.get("status") or {}
         conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-        if conditions and all(
-            conditions.get(kind) in ("True", "False")
-            for kind in ("Validated", "Inventoried", "Placed", "Secured", "Protected", "Monitored")
-        ):
+        if conditions.get("Ready") == "True":
             break
         time.sleep(1.0)
     lines = [
+        seeded,
         f"operator: applied examples/region-panyu.yaml and examples/hospital-central.yaml; "
-        f"HospitalSite {SITE_NAMESPACE}/{SITE_NAME} is {status.get('phase', 'not reconciled yet')}"
+        f"HospitalSite {SITE_NAMESPACE}/{SITE_NAME} is {status.get('phase', 'not reconciled yet')}",
     ]
     for condition in status.get("conditions", []):
         lines.append(
