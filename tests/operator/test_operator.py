@@ -9,11 +9,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from kubernetes import client, config
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as trace_grpc
 
 from medcloud.devstack.processes import ManagedProcess, free_port
 from medcloud.devstack.servers import venv_bin
@@ -37,10 +43,51 @@ HOSPITAL = "central-hospital"
 OPERATOR = "site-operator"
 
 
+class SpanCollector(trace_grpc.TraceServiceServicer, metrics_grpc.MetricsServiceServicer):
+    """An OTLP/gRPC endpoint the processes export to: it keeps every span it receives."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, bytes]] = []  # (service, span name, trace id)
+        self._server = grpc.server(ThreadPoolExecutor(4))
+        trace_grpc.add_TraceServiceServicer_to_server(self, self._server)
+        metrics_grpc.add_MetricsServiceServicer_to_server(self, self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def Export(self, request, context):  # type: ignore[no-untyped-def]
+        if isinstance(request, trace_pb.ExportTraceServiceRequest):
+            for resource_spans in request.resource_spans:
+                service = next(
+                    (
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    ),
+                    "",
+                )
+                for scope in resource_spans.scope_spans:
+                    for span in scope.spans:
+                        self.spans.append((service, span.name, span.trace_id))
+            return trace_pb.ExportTraceServiceResponse()
+        return metrics_pb.ExportMetricsServiceResponse()
+
+    def stop(self) -> None:
+        self._server.stop(0)
+
+
 class Region:
     """Everything the operator works with, started once for the module."""
 
     def __init__(self, etcd_server, nats_server, region: str, work: Path) -> None:  # type: ignore[no-untyped-def]
+        self.collector = SpanCollector()
+        self.telemetry = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
         self.work = work
         self.region = region
         self.clusters = {
@@ -114,7 +161,7 @@ class Region:
             self.region,
             self.work / f"{name}.log",
             address=address,
-            extra_env={**peers, **env},
+            extra_env={**peers, **env, **self.telemetry},
         )
         self.addresses[name] = address
         self.processes.append(process)
@@ -131,6 +178,7 @@ class Region:
             "KUBECONFIG": str(self.kubeconfig),
             "MEDCLOUD_REGION": self.region,
             "MEDCLOUD_OPERATOR_DRIFT_SECONDS": "5",
+            **self.telemetry,
             **{f"MEDCLOUD_{n.upper()}_ADDRESS": a for n, a in self.addresses.items()},
             **identity(OPERATOR, (SYSTEM_ADMINISTRATOR,)).environment(),
         }
@@ -149,6 +197,7 @@ class Region:
             process.stop()
         for cluster in self.clusters.values():
             cluster.stop()
+        self.collector.stop()
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +300,20 @@ def test_a_missing_kubeconfig_secret_is_named_then_apply_converges_and_delete_cl
 
     listed = region.kubectl("get", "hs", "-n", NAMESPACE).stdout
     assert "central" in listed.splitlines()[1]
+
+    # One reconcile is one trace: the spans of every service it called carry its trace id (a
+    # reconcile calls only the services its changed steps need).
+    reconciles = {t for s, n, t in region.collector.spans if n == "reconcile HospitalSite"}
+    assert reconciles, "the operator exported no reconcile span"
+    called = {
+        trace_id: {s for s, _, t in region.collector.spans if t == trace_id} - {"medcloud-operator"}
+        for trace_id in reconciles
+    }
+    assert all(called.values()), called
+    assert set().union(*called.values()) == {
+        f"medcloud-{n}" for n in ("inventory", "scheduling", "security", "backup", "monitoring")
+    }, called
+    assert max(len(services) for services in called.values()) >= 4, called
 
     region.kubectl("delete", "hospitalsite", "central", "-n", NAMESPACE, "--timeout=120s")
     for cluster in ("op-private", "op-public"):

@@ -26,6 +26,7 @@ from medcloud.operators.site import HospitalSite
 from medcloud.runtime.config import ConfigError, HostPort, at_least, load_settings, setting
 from medcloud.runtime.logs import configure_logging
 from medcloud.runtime.service import EXIT_CONFIG
+from medcloud.runtime.telemetry import configure_telemetry
 from medcloud.runtime.tls import tls_from_environment
 
 log = logging.getLogger("medcloud.operators")
@@ -48,6 +49,11 @@ class OperatorSettings:
     )
     region: str = setting("MEDCLOUD_REGION", help="the region this install serves")
     log_level: str = setting("MEDCLOUD_LOG_LEVEL", default="INFO")
+    otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default="",
+        help="OTLP/gRPC collector; spans and metrics are exported only when set",
+    )
 
 
 class ManifestValidator:
@@ -92,6 +98,7 @@ def main() -> int:
         print(f"medcloud-operator: {error}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging("operator", settings.region, settings.log_level)
+    configure_telemetry("operator", settings.region, settings.otlp_endpoint or None)
     # kopf attaches its whole settings object to every record; the JSON lines need none of it.
     for handler in logging.getLogger().handlers:
         handler.addFilter(_drop_kopf_settings)

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 from kubernetes import client
+from opentelemetry import trace
 
 from medcloud.operators.reconcile import (
     SiteReconciler,
@@ -25,6 +26,7 @@ from medcloud.operators.region import RegionSpec, read_region
 from medcloud.operators.site import HospitalSite, read_site
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("medcloud.operators")
 
 GROUP, VERSION, PLURAL = "medcloud.io", "v1alpha1", "hospitalsites"
 # Retries after a failed step: quick at first (a service restarting), then every few minutes.
@@ -102,6 +104,18 @@ def register(
         log.info("site removed", extra={"site": site.key, "removed": len(removed)})
 
     async def _reconcile(body: kopf.Body, retry: int, recheck: bool) -> None:
+        # One apply is one trace: every service call below carries this span's context.
+        with _tracer.start_as_current_span(
+            "reconcile HospitalSite",
+            attributes={
+                "medcloud.site": f"{body['metadata'].get('namespace')}/{body['metadata']['name']}",
+                "medcloud.generation": body["metadata"].get("generation", 0),
+                "medcloud.recheck": recheck,
+            },
+        ):
+            await _reconcile_traced(body, retry, recheck)
+
+    async def _reconcile_traced(body: kopf.Body, retry: int, recheck: bool) -> None:
         site = read_site(body)
         status = body.get("status") or {}
         previous = previous_conditions(status, status.get("stepInputs") or {})
