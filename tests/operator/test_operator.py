@@ -5,6 +5,7 @@ the example region and hospital applied by kubectl."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -279,6 +280,7 @@ def test_a_missing_kubeconfig_secret_is_named_then_apply_converges_and_delete_cl
     status = site["status"]
     assert status["systemsPlaced"] == status["systemCount"] == len(site["spec"]["systems"])
     assert status["observedGeneration"] == site["metadata"]["generation"]
+    assert re.fullmatch(r"\d+ pass, \d+ fail, \d+ n/a, \d+ unknown", status["conformance"])
     secured = _condition(site, "Secured")
     assert secured["status"] == "False" and secured["reason"] == "BaselineNotMet"
     assert "MLPS level-3 controls not met" in secured["message"]

@@ -180,6 +180,7 @@ def apply_examples(stack, wait_seconds: float = 90.0) -> str:  # type: ignore[no
         f"operator: applied examples/region-panyu.yaml and examples/hospital-central.yaml; "
         f"HospitalSite {SITE_NAMESPACE}/{SITE_NAME} is {status.get('phase', 'not reconciled yet')}",
     ]
+    lines.append(f"  conformance  {status.get('conformance', '')}")
     for condition in status.get("conditions", []):
         lines.append(
             f"  {condition['type']:<12} {condition['status']:<8} {condition.get('reason', '')}: "

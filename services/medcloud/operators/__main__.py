@@ -17,6 +17,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from medcloud.operators.conformance_sources import GrpcConformance
 from medcloud.operators.kopf_operator import SiteStatusWriter, register
 from medcloud.operators.manifests import validate_manifest
 from medcloud.operators.member_work import KubernetesMemberWork
@@ -127,6 +128,7 @@ def main() -> int:
             region_services(),
             KubernetesMemberWork(secret_reader(api)),
             ManifestValidator(),
+            GrpcConformance(addresses, tls),
         ),
         lambda: SiteStatusWriter(api),
         lambda region: region_services().apply_region(region),

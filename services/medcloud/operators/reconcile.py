@@ -9,7 +9,8 @@ allowances) → Secured (the MLPS level-3 baseline judged by the security pool) 
 and DR for every system with a DR tier) → Monitored (the room's node agents report) → Ready. A
 failed step sets its condition False with the reason; the steps that need it wait and the others
 still run. A step whose inputs did not change since it last succeeded is not run again;
-`recheck` runs every step (the drift timer)."""
+`recheck` runs every step (the drift timer). Last, the conformance report's one-line summary
+goes into the status."""
 
 from __future__ import annotations
 
@@ -81,13 +82,18 @@ class SiteValidator(Protocol):
     def problems(self, site: HospitalSite) -> list[str]: ...
 
 
+class ConformanceProbe(Protocol):
+    async def summary(self, site: HospitalSite) -> str:
+        """Where the site stands against the standard: "38 pass, 2 fail, 11 n/a, 0 unknown"."""
+
+
 @dataclass(frozen=True)
 class SiteReport:
     """What one reconcile found: the conditions in step order, and the status fields."""
 
     conditions: tuple[Condition, ...]
     placements: tuple[PlacedSystem, ...] = ()
-    drift: tuple[str, ...] = ()
+    conformance: str = ""
 
     @property
     def ready(self) -> bool:
@@ -119,6 +125,7 @@ class SiteReport:
                 for p in self.placements
             ],
             "failedStep": self.failed_step.value if self.failed_step else "",
+            "conformance": self.conformance,
         }
 
 
@@ -137,6 +144,7 @@ class SiteReconciler:
     services: RegionServices
     members: MemberClusterWork
     validator: SiteValidator
+    conformance: ConformanceProbe | None = None
     _placements: dict[str, tuple[PlacedSystem, ...]] = field(default_factory=dict)
 
     def _steps(self) -> list[_Step]:
@@ -218,7 +226,20 @@ class SiteReconciler:
                 )[:1000],
             )
         )
-        return SiteReport(tuple(conditions), self._placements.get(site.key, ()))
+        return SiteReport(
+            tuple(conditions), self._placements.get(site.key, ()), await self._conformance(site)
+        )
+
+    async def _conformance(self, site: HospitalSite) -> str:
+        """The report's summary line; a report that cannot be made says so, it never fails the
+        reconcile."""
+        if self.conformance is None:
+            return ""
+        try:
+            return await self.conformance.summary(site)
+        except Exception as error:
+            log.exception("conformance report failed", extra={"site": site.key})
+            return f"unavailable: {type(error).__name__}"[:64]
 
     async def check_drift(self, site: HospitalSite) -> list[str]:
         """What differs in the member clusters from what the site needs (the timer's probe)."""

@@ -90,10 +90,15 @@ class Recorder:
     def problems(self, site: HospitalSite) -> list[str]:
         return []
 
+    # ConformanceProbe
+    async def summary(self, site: HospitalSite) -> str:
+        self._record("conformance")
+        return "40 pass, 2 fail, 6 n/a, 0 unknown"
+
 
 def _core() -> tuple[SiteReconciler, Recorder]:
     ports = Recorder()
-    return SiteReconciler(ports, ports, ports), ports
+    return SiteReconciler(ports, ports, ports, ports), ports
 
 
 async def test_a_site_that_every_step_accepts_is_ready():
@@ -104,6 +109,7 @@ async def test_a_site_that_every_step_accepts_is_ready():
     assert [c.type for c in report.conditions] == list(ConditionType)
     status = report.status(site)
     assert status["systemsPlaced"] == 1 and status["drTier"] == 5
+    assert status["conformance"] == "40 pass, 2 fail, 6 n/a, 0 unknown"
     assert status["placements"] == [
         {"system": "his", "centres": ["panyu-production"], "state": "placed"}
     ]
@@ -171,3 +177,11 @@ async def test_removal_clears_member_clusters_and_services():
     core, _ = _core()
     removed = await core.remove(read_site(MANIFEST))
     assert removed == ["namespace", "placement"]
+
+
+async def test_a_conformance_report_that_cannot_be_made_does_not_fail_the_reconcile():
+    core, ports = _core()
+    ports.fail["conformance"] = StepFailed("Unavailable", "monitoring down")
+    report = await core.reconcile(read_site(MANIFEST))
+    assert report.ready
+    assert report.conformance == "unavailable: StepFailed"
