@@ -3,8 +3,8 @@ fail, not applicable or unknown, with the subject and a message, built from the 
 services give (`conformance_sources` gathers it over gRPC). Pure: no gRPC, no Kubernetes.
 
 JUDGED is the contract: the report always lists every ID in it, whether or not REQUIREMENTS.md can
-be found (it lives in ../shared/spec beside the repository, which a Helm install or a clone
-elsewhere does not have); the file only adds each requirement's text and clause.
+be found (a copy of the standard's restatement ships in operators/REQUIREMENTS.md); the file only
+adds each requirement's text and clause.
 
 An ID no source gave evidence for is never a pass: it is "unknown", and so is an ID one of whose
 sources could not be asked, unless another source already found it failing."""
@@ -23,11 +23,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Where REQUIREMENTS.md is, when set; otherwise ../shared/spec beside the repository.
+# Where REQUIREMENTS.md is, when set; otherwise the copy in operators/ (kept identical to
+# ../shared/spec/REQUIREMENTS.md, which the standard's restatement lives in).
 REQUIREMENTS_FILE_VARIABLE = "MEDCLOUD_REQUIREMENTS_FILE"
 # services/medcloud/operators/conformance.py -> the repository root.
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_REQUIREMENTS_FILE = REPOSITORY_ROOT.parent / "shared" / "spec" / "REQUIREMENTS.md"
+DEFAULT_REQUIREMENTS_FILE = REPOSITORY_ROOT / "operators" / "REQUIREMENTS.md"
 
 # The evidence sources: the five services, and the operator's own view of the platform.
 INVENTORY = "inventory"
@@ -62,8 +63,8 @@ _STARTS_ANOTHER = re.compile(r"(?:^|[;·]\s*)$")
 
 
 def requirements_file() -> Path | None:
-    """REQUIREMENTS.md as configured (MEDCLOUD_REQUIREMENTS_FILE), else the repository's
-    neighbour ../shared/spec/REQUIREMENTS.md when it exists, else None."""
+    """REQUIREMENTS.md as configured (MEDCLOUD_REQUIREMENTS_FILE), else the repository's copy in
+    operators/ when it exists, else None."""
     configured = os.environ.get(REQUIREMENTS_FILE_VARIABLE, "").strip()
     if configured:
         return Path(configured)
@@ -73,7 +74,7 @@ def requirements_file() -> Path | None:
 def load_requirements(path: Path | None = None) -> list[Requirement]:
     """The requirements of REQUIREMENTS.md in the order it lists them. `path`, or the file
     MEDCLOUD_REQUIREMENTS_FILE names, must exist (FileNotFoundError otherwise); without either,
-    an empty list when ../shared/spec/REQUIREMENTS.md is not there either: the report still
+    an empty list when operators/REQUIREMENTS.md is not there either: the report still
     covers JUDGED, only without the requirements' text."""
     chosen = path or requirements_file()
     if chosen is None:
