@@ -27,6 +27,7 @@ from medcloud.devstack.servers import venv_bin
 from medcloud.devstack.stack import SYSTEM_ADMINISTRATOR, open_channel
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
+from medcloud.inventory.v1 import inventory_service_pb2 as inventory_api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from medcloud.scheduling.v1 import scheduling_service_pb2 as scheduling_api
 from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as scheduling_grpc
@@ -325,3 +326,10 @@ def test_a_missing_kubeconfig_secret_is_named_then_apply_converges_and_delete_cl
         stub = scheduling_grpc.SchedulingServiceStub(channel)
         listed = stub.ListPlacements(scheduling_api.ListPlacementsRequest()).placements
     assert not [p for p in listed if p.system.id.startswith(HOSPITAL)]
+    # The room's links are the region's too (examples/region-panyu.yaml): they stay.
+    with open_channel(region.addresses["inventory"], region.admin) as channel:
+        stub = inventory_grpc.InventoryServiceStub(channel)
+        link = stub.GetLink(inventory_api.GetLinkRequest(id="core-a-production-ip")).link
+        clusters = stub.ListClusters(inventory_api.ListClustersRequest(page_size=1000)).clusters
+    assert link.id == "core-a-production-ip"
+    assert not [c for c in clusters if c.id.startswith(HOSPITAL)]

@@ -22,6 +22,7 @@ from medcloud.operators.kopf_operator import SiteStatusWriter, register
 from medcloud.operators.manifests import validate_manifest
 from medcloud.operators.member_work import KubernetesMemberWork
 from medcloud.operators.reconcile import SiteReconciler
+from medcloud.operators.region import read_region
 from medcloud.operators.region_services import GrpcRegionServices, ServiceAddresses
 from medcloud.operators.site import HospitalSite
 from medcloud.runtime.config import ConfigError, HostPort, at_least, load_settings, setting
@@ -86,6 +87,20 @@ def secret_reader(api: client.ApiClient):  # type: ignore[no-untyped-def]
     return read
 
 
+def declared_by_regions(api: client.ApiClient) -> frozenset[str]:
+    """The ids of every centre, node and link the Region resources declare."""
+    regions = client.CustomObjectsApi(api).list_cluster_custom_object(
+        "medcloud.io", "v1alpha1", "regions", _request_timeout=10
+    )
+    ids: set[str] = set()
+    for item in regions.get("items", []):
+        region = read_region(item)
+        ids |= {c.id for c in region.centres}
+        ids |= {node_id for node_id, _, _ in region.nodes}
+        ids |= {link.id for link in region.links}
+    return frozenset(ids)
+
+
 def _drop_kopf_settings(record: logging.LogRecord) -> bool:
     record.__dict__.pop("settings", None)
     return True
@@ -132,6 +147,7 @@ def main() -> int:
         ),
         lambda: SiteStatusWriter(api),
         lambda region: region_services().apply_region(region),
+        lambda: declared_by_regions(api),
         drift_interval_seconds=settings.drift_seconds,
     )
 

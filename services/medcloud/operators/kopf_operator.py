@@ -8,6 +8,7 @@ kopf's peering lets only the highest-priority one act (MEDCLOUD_OPERATOR_PRIORIT
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,6 +52,7 @@ def register(
     make_reconciler: Callable[[], SiteReconciler],
     status_writer: Callable[[], SiteStatusWriter],
     apply_region: Callable[[RegionSpec], Awaitable[str]],
+    region_ids: Callable[[], frozenset[str]],
     drift_interval_seconds: float = 60.0,
 ) -> None:
     """Registers the handlers on kopf's default registry (called once, by `__main__`)."""
@@ -100,7 +102,7 @@ def register(
     @kopf.on.delete(GROUP, VERSION, PLURAL)
     async def remove_site(body: kopf.Body, **_: Any) -> None:
         site = read_site(body)
-        removed = await reconciler().remove(site)
+        removed = await reconciler().remove(site, await asyncio.to_thread(region_ids))
         log.info("site removed", extra={"site": site.key, "removed": len(removed)})
 
     async def _reconcile(body: kopf.Body, retry: int, recheck: bool) -> None:

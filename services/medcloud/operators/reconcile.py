@@ -63,8 +63,9 @@ class RegionServices(Protocol):
 
     async def monitoring_state(self, site: HospitalSite) -> StepOutcome: ...
 
-    async def remove_site(self, site: HospitalSite) -> list[str]:
-        """Releases what the site holds in the services; returns what it removed."""
+    async def remove_site(self, site: HospitalSite, keep: frozenset[str]) -> list[str]:
+        """Releases what the site holds in the services; returns what it removed. Room objects
+        (centre, nodes, links) whose ids are in `keep` belong to the region too and stay."""
 
 
 class MemberClusterWork(Protocol):
@@ -245,10 +246,13 @@ class SiteReconciler:
         """What differs in the member clusters from what the site needs (the timer's probe)."""
         return await self.members.drift(site)
 
-    async def remove(self, site: HospitalSite) -> list[str]:
-        """Everything the site created, in the services and the member clusters."""
+    async def remove(
+        self, site: HospitalSite, region_ids: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """Everything the site created, in the services and the member clusters; the room's
+        objects that the Region also declares (`region_ids`) stay, as the region's."""
         removed = await self.members.remove(site)
-        removed += await self.services.remove_site(site)
+        removed += await self.services.remove_site(site, region_ids)
         self._placements.pop(site.key, None)
         return removed
 

@@ -419,7 +419,7 @@ class GrpcRegionServices:
             f"{len(health.nodes_reporting)} node agents in {site.room_centre_id} report",
         )
 
-    async def remove_site(self, site: HospitalSite) -> list[str]:
+    async def remove_site(self, site: HospitalSite, keep: frozenset[str]) -> list[str]:
         removed = []
         for system in site.systems:
             system_id = site.system_id(system)
@@ -473,6 +473,9 @@ class GrpcRegionServices:
             delete = getattr(self._inventory, f"Delete{kind}")
             request_type = getattr(inventory_api, f"Delete{kind}Request")
             for object_id in ids:
+                if object_id in keep:
+                    removed.append(f"kept {kind.lower()} {object_id}: the Region declares it")
+                    continue
                 try:
                     await delete(request_type(id=object_id), timeout=TIMEOUT_SECONDS)
                     removed.append(f"{kind.lower()} {object_id}")

@@ -70,7 +70,7 @@ class Recorder:
         self._record("monitoring")
         return StepOutcome(True, "Reporting", "2 agents")
 
-    async def remove_site(self, site: HospitalSite) -> list[str]:
+    async def remove_site(self, site: HospitalSite, keep: frozenset[str]) -> list[str]:
         self._record("remove-services")
         return ["placement"]
 
