@@ -37,19 +37,18 @@ import ipaddress
 import json
 import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils.quantity import parse_quantity
 
 from medcloud.core.identifiers import DNS_LABEL
+from medcloud.runtime.kube_clients import KubeClients, KubeconfigUnusable
 
 FIELD_MANAGER = "medcloud-operator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -601,30 +600,19 @@ class MemberClusters:
         connect_timeout_seconds: float = 3.0,
         read_timeout_seconds: float = 10.0,
     ) -> None:
-        self._kubeconfigs: dict[str, Path] = {}
-        self._clients: dict[str, client.ApiClient] = {}
-        for name, source in clusters.items():
-            if isinstance(source, client.ApiClient):
-                self._clients[name] = source
-            else:
-                self._kubeconfigs[name] = Path(source)
-        self._given = set(self._clients)
+        self._kube = KubeClients(
+            {n: Path(s) for n, s in clusters.items() if not isinstance(s, client.ApiClient)},
+            {n: s for n, s in clusters.items() if isinstance(s, client.ApiClient)},
+        )
         self._request_timeout = (connect_timeout_seconds, read_timeout_seconds)
-        self._lock = threading.Lock()
-        self._cluster_locks: dict[str, threading.Lock] = {}
 
     @property
     def clusters(self) -> tuple[str, ...]:
-        return tuple(sorted({*self._kubeconfigs, *self._clients}))
+        return self._kube.clusters
 
     def close(self) -> None:
         """Closes the clients made from kubeconfigs."""
-        with self._lock:
-            made = {n: c for n, c in self._clients.items() if n not in self._given}
-            for name in made:
-                del self._clients[name]
-        for api in made.values():
-            api.close()
+        self._kube.close()
 
     # --- the operations ---------------------------------------------------------------------
 
@@ -817,42 +805,15 @@ class MemberClusters:
     # --- Kubernetes calls -------------------------------------------------------------------
 
     def _known(self, cluster: str) -> None:
-        if cluster not in self._kubeconfigs and cluster not in self._clients:
+        if not self._kube.knows(cluster):
             known = ", ".join(self.clusters) or "none"
             raise MemberClusterError(cluster, f"unknown cluster; the operator knows {known}")
 
     def _client(self, cluster: str) -> client.ApiClient:
-        """The cluster's ApiClient, made once; loading a kubeconfig may run an exec credential
-        plugin, so this runs in the worker thread too."""
-        with self._lock:
-            api = self._clients.get(cluster)
-            lock = self._cluster_locks.setdefault(cluster, threading.Lock())
-        if api is not None:
-            return api
-        with lock:
-            with self._lock:
-                api = self._clients.get(cluster)
-            if api is not None:
-                return api
-            path = self._kubeconfigs[cluster]
-            configuration = client.Configuration()
-            try:
-                config.load_kube_config(
-                    config_file=str(path),
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-            except (ConfigException, OSError, ValueError, TypeError, KeyError) as error:
-                raise MemberClusterError(
-                    cluster, f"kubeconfig {path} is unusable: {error}"
-                ) from None
-            # urllib3 retries a refused connection three times by default; once covers a blip,
-            # and a cluster that is down must be reported quickly.
-            configuration.retries = 1
-            api = client.ApiClient(configuration)
-            with self._lock:
-                self._clients[cluster] = api
-            return api
+        try:
+            return self._kube.get(cluster)
+        except KubeconfigUnusable as error:
+            raise MemberClusterError(cluster, str(error)) from None
 
     def _send(self, call: _Call) -> dict[str, Any]:
         api = call.kind.api(self._client(call.cluster))

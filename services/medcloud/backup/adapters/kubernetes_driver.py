@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,9 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from medcloud.backup.adapters.velero import (
     VELERO_GROUP,
@@ -38,6 +36,7 @@ from medcloud.backup.adapters.velero import (
 from medcloud.backup.app.ports import Endpoint, StepContext, StepOutcome, SystemCopies
 from medcloud.backup.domain.failover import Step
 from medcloud.backup.domain.plans import ProtectionPolicy
+from medcloud.runtime.kube_clients import KubeClients, KubeconfigUnusable
 
 # The primary's replica count before the failover scaled it to zero, on the primary's Deployment.
 REPLICAS_BEFORE_FAILOVER = "medcloud.io/replicas-before-failover"
@@ -183,13 +182,11 @@ class KubernetesDriver:
         read_timeout_seconds: float = 10.0,
     ) -> None:
         self._kubeconfigs = {name: Path(path) for name, path in kubeconfigs.items()}
+        self._kube = KubeClients(self._kubeconfigs)
         self.verify_ready = verify_ready
         self.verify_timeout_seconds = verify_timeout_seconds
         self.verify_interval_seconds = verify_interval_seconds
         self._request_timeout = (connect_timeout_seconds, read_timeout_seconds)
-        self._clients: dict[str, client.ApiClient] = {}
-        self._client_locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
 
     # --- RecoveryDriver -----------------------------------------------------------------------
 
@@ -259,10 +256,7 @@ class KubernetesDriver:
         return await self.apply_velero(system.primary.cluster, schedule_for(system, policy))
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, {}
-        for api in clients.values():
-            api.close()
+        self._kube.close()
 
     # --- the steps ------------------------------------------------------------------------------
 
@@ -486,37 +480,10 @@ class KubernetesDriver:
                 )
 
     def _client(self, cluster: str) -> client.ApiClient:
-        """The cluster's ApiClient, created once, in a worker thread: loading a kubeconfig may run
-        an exec credential plugin."""
-        with self._lock:
-            api = self._clients.get(cluster)
-            lock = self._client_locks.setdefault(cluster, threading.Lock())
-        if api is not None:
-            return api
-        with lock:
-            with self._lock:
-                api = self._clients.get(cluster)
-            if api is not None:
-                return api
-            path = self._kubeconfigs[cluster]
-            configuration = client.Configuration()
-            try:
-                config.load_kube_config(
-                    config_file=str(path),
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-            except (ConfigException, OSError, ValueError, TypeError, KeyError) as error:
-                raise _Problem(
-                    f"cluster {cluster}: kubeconfig {path} is unusable: {error}"
-                ) from None
-            # urllib3 retries a refused connection three times by default; once covers a blip,
-            # and a cluster that is down must be reported quickly.
-            configuration.retries = 1
-            api = client.ApiClient(configuration)
-            with self._lock:
-                self._clients[cluster] = api
-            return api
+        try:
+            return self._kube.get(cluster)
+        except KubeconfigUnusable as error:
+            raise _Problem(f"cluster {cluster}: {error}") from None
 
     async def _call(
         self,
