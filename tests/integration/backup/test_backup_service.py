@@ -184,6 +184,21 @@ class BackupProcess:
             self.process.stop()
 
 
+@pytest.fixture
+def backup(clusters, etcd_server, nats_server, region, tmp_path) -> Iterator[BackupProcess]:
+    """The backup service as a process, moving systems between the module's two clusters."""
+    process = BackupProcess(
+        etcd_server,
+        nats_server,
+        region,
+        tmp_path,
+        {name: path for name, (_, path) in clusters.items()},
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
 async def _publish_site_down_twice(nats_url: str, region: str, centre_id: str) -> None:
     """Monitoring's SiteDown, and the same event again as a redelivery would bring it (same
     CloudEvents id, stored twice)."""
@@ -223,106 +238,80 @@ async def _backup_events(nats_url: str, region: str) -> Counter[str]:
 
 
 def test_site_down_twice_and_a_killed_service_still_fail_over_exactly_once(
-    clusters, etcd_server, nats_server, region, tmp_path
+    clusters, backup, nats_server, region
 ):
     private, _ = clusters["hospital-private"]
     public, _ = clusters["carrier-public"]
     for system in SYSTEMS:
         _deploy(private, system, 3)
         _deploy(public, system, 0)
-    backup = BackupProcess(
-        etcd_server,
-        nats_server,
-        region,
-        tmp_path,
-        {name: path for name, (_, path) in clusters.items()},
-    )
+    with client_channel(backup.address) as channel:
+        stub = api_grpc.BackupServiceStub(channel)
+        stub.SetRegionFacts(api.SetRegionFactsRequest(facts=FACTS), timeout=10)
+        for system, depends_on in SYSTEMS.items():
+            stored = stub.SetProtection(
+                api.SetProtectionRequest(system=_protection(system, depends_on)), timeout=10
+            ).system
+            # No Velero in these clusters: the policy stands, and says its copies are missing.
+            assert not stored.copies_scheduled
+            assert "is Velero" in stored.schedule_status
+    asyncio.run(_publish_site_down_twice(nats_server.url, region, "gz-a"))
+
+    # The database is promoted and waits, in VERIFY, for its replicas to be ready...
+    _wait_for("his-db promoted", lambda: _replicas(public, "his-db") == 3)
+    assert _replicas(private, "his-db") == 0
+    assert _replicas(public, "his") == 0  # the application waits for its database
+    backup.kill()  # ...when the service dies.
     backup.start()
-    try:
-        with client_channel(backup.address) as channel:
-            stub = api_grpc.BackupServiceStub(channel)
-            stub.SetRegionFacts(api.SetRegionFactsRequest(facts=FACTS), timeout=10)
-            for system, depends_on in SYSTEMS.items():
-                stored = stub.SetProtection(
-                    api.SetProtectionRequest(system=_protection(system, depends_on)), timeout=10
-                ).system
-                # No Velero in these clusters: the policy stands, and says its copies are missing.
-                assert not stored.copies_scheduled
-                assert "is Velero" in stored.schedule_status
-        asyncio.run(_publish_site_down_twice(nats_server.url, region, "gz-a"))
 
-        # The database is promoted and waits, in VERIFY, for its replicas to be ready...
-        _wait_for("his-db promoted", lambda: _replicas(public, "his-db") == 3)
-        assert _replicas(private, "his-db") == 0
-        assert _replicas(public, "his") == 0  # the application waits for its database
-        backup.kill()  # ...when the service dies.
-        backup.start()
+    _mark_ready(public, "his-db")
+    _wait_for("his promoted", lambda: _replicas(public, "his") == 3)
+    _mark_ready(public, "his")
+    with client_channel(backup.address) as channel:
+        stub = api_grpc.BackupServiceStub(channel)
 
-        _mark_ready(public, "his-db")
-        _wait_for("his promoted", lambda: _replicas(public, "his") == 3)
-        _mark_ready(public, "his")
-        with client_channel(backup.address) as channel:
-            stub = api_grpc.BackupServiceStub(channel)
-
-            def completed() -> bool:
-                found = stub.ListFailovers(api.ListFailoversRequest(hospital_id=HOSPITAL))
-                return bool(found.failovers) and all(
-                    f.phase == pb.FAILOVER_PHASE_COMPLETED for f in found.failovers
-                )
-
-            _wait_for("the failover to complete", completed)
-            failovers = stub.ListFailovers(api.ListFailoversRequest(hospital_id=HOSPITAL)).failovers
-            his = stub.GetProtection(
-                api.GetProtectionRequest(hospital_id=HOSPITAL, system_id="his")
+        def completed() -> bool:
+            found = stub.ListFailovers(api.ListFailoversRequest(hospital_id=HOSPITAL))
+            return bool(found.failovers) and all(
+                f.phase == pb.FAILOVER_PHASE_COMPLETED for f in found.failovers
             )
 
-        assert len(failovers) == 1
-        (failover,) = failovers
-        assert failover.trigger_event_id == "site-down-gz-a-1"
-        assert [s.system_id for s in failover.systems] == ["his-db", "his"]
-        for progress in failover.systems:
-            assert [r.step for r in progress.done] == [
-                "fence-primary", "promote-standby", "repoint", "verify", "record"
-            ]  # fmt: skip
-        assert his.system.active == pb.ACTIVE_COPY_STANDBY
-        assert [_replicas(private, s) for s in SYSTEMS] == [0, 0]
-        assert [_replicas(public, s) for s in SYSTEMS] == [3, 3]
-        time.sleep(1.0)  # room for a wrong extra event
-        counts = asyncio.run(_backup_events(nats_server.url, region))
-        assert counts["FailoverStarted"] == 1
-        assert counts["FailoverCompleted"] == 1
-        assert counts["SystemRepointed"] == 2
-        assert counts["FailoverFailed"] == 0
-    finally:
-        backup.stop()
+        _wait_for("the failover to complete", completed)
+        failovers = stub.ListFailovers(api.ListFailoversRequest(hospital_id=HOSPITAL)).failovers
+        his = stub.GetProtection(api.GetProtectionRequest(hospital_id=HOSPITAL, system_id="his"))
+
+    assert len(failovers) == 1
+    (failover,) = failovers
+    assert failover.trigger_event_id == "site-down-gz-a-1"
+    assert [s.system_id for s in failover.systems] == ["his-db", "his"]
+    for progress in failover.systems:
+        assert [r.step for r in progress.done] == [
+            "fence-primary", "promote-standby", "repoint", "verify", "record"
+        ]  # fmt: skip
+    assert his.system.active == pb.ACTIVE_COPY_STANDBY
+    assert [_replicas(private, s) for s in SYSTEMS] == [0, 0]
+    assert [_replicas(public, s) for s in SYSTEMS] == [3, 3]
+    time.sleep(1.0)  # room for a wrong extra event
+    counts = asyncio.run(_backup_events(nats_server.url, region))
+    assert counts["FailoverStarted"] == 1
+    assert counts["FailoverCompleted"] == 1
+    assert counts["SystemRepointed"] == 2
+    assert counts["FailoverFailed"] == 0
 
 
-def test_an_audit_administrator_reads_protection_but_cannot_fail_over(
-    clusters, etcd_server, nats_server, region, tmp_path
-):
-    backup = BackupProcess(
-        etcd_server,
-        nats_server,
-        region,
-        tmp_path,
-        {name: path for name, (_, path) in clusters.items()},
-    )
-    backup.start()
-    try:
-        with client_channel(backup.address, roles=(AUDIT_ADMINISTRATOR,)) as channel:
-            stub = api_grpc.BackupServiceStub(channel)
-            assert not stub.ListProtections(api.ListProtectionsRequest()).systems
-            with pytest.raises(grpc.RpcError) as refused:
-                stub.StartFailover(
-                    api.StartFailoverRequest(hospital_id=HOSPITAL, request_id="r1"), timeout=10
-                )
-            assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    finally:
-        backup.stop()
+def test_an_audit_administrator_reads_protection_but_cannot_fail_over(backup):
+    with client_channel(backup.address, roles=(AUDIT_ADMINISTRATOR,)) as channel:
+        stub = api_grpc.BackupServiceStub(channel)
+        assert not stub.ListProtections(api.ListProtectionsRequest()).systems
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.StartFailover(
+                api.StartFailoverRequest(hospital_id=HOSPITAL, request_id="r1"), timeout=10
+            )
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_a_drill_records_measured_rto_and_rpo_and_the_record_verifies_in_the_audit_trail(
-    clusters, etcd_server, nats_server, region, tmp_path
+    clusters, backup, etcd_server, nats_server, region, tmp_path
 ):
     hospital = "hospital-drill"
     private, _ = clusters["hospital-private"]
@@ -339,14 +328,6 @@ def test_a_drill_records_measured_rto_and_rpo_and_the_record_verifies_in_the_aud
         tmp_path / "security.log",
         extra_env={"MEDCLOUD_SECURITY_SIGNING_KEY_FILE": str(key_file)},
     )
-    backup = BackupProcess(
-        etcd_server,
-        nats_server,
-        region,
-        tmp_path,
-        {name: path for name, (_, path) in clusters.items()},
-    )
-    backup.start()
     try:
         with client_channel(backup.address) as channel:
             stub = api_grpc.BackupServiceStub(channel)
@@ -382,5 +363,4 @@ def test_a_drill_records_measured_rto_and_rpo_and_the_record_verifies_in_the_aud
         assert record.detail["dry_run"] == "true"
         assert verdict.ok
     finally:
-        backup.stop()
         security.stop()
