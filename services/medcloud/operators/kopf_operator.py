@@ -123,7 +123,7 @@ def register(
         previous = previous_conditions(status, status.get("stepInputs") or {})
         report = await reconciler().reconcile(site, previous, recheck=recheck)
         inputs = {c.type.value: c.inputs for c in report.conditions if c.inputs}
-        writer().write(site, report, inputs)
+        await asyncio.to_thread(writer().write, site, report, inputs)
         for condition in report.conditions:
             before = previous.get(condition.type)
             if before is None or before.status is not condition.status:
