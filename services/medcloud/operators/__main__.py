@@ -2,16 +2,20 @@
 
 Watches HospitalSites in the management cluster (KUBECONFIG, or in-cluster credentials) and
 reconciles each into medcloud's services (their addresses and the operator's certificate from
-the environment) and into the member clusters its Secrets name."""
+the environment) and into the member clusters its Secrets name. Of several replicas only the
+holder of the Lease `medcloud-operator` in MEDCLOUD_OPERATOR_NAMESPACE acts."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import logging
+import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import kopf
 from kubernetes import client, config
@@ -19,9 +23,10 @@ from kubernetes.client.rest import ApiException
 
 from medcloud.operators.conformance_sources import GrpcConformance
 from medcloud.operators.kopf_operator import SiteStatusWriter, register
+from medcloud.operators.leadership import LeaseElection, LeaseTiming
 from medcloud.operators.manifests import validate_manifest
-from medcloud.operators.member_work import KubernetesMemberWork
-from medcloud.operators.reconcile import SiteReconciler
+from medcloud.operators.member_work import HOSPITAL_LABEL, KubeconfigSecret, KubernetesMemberWork
+from medcloud.operators.reconcile import SiteReconciler, StepFailed
 from medcloud.operators.region import read_region
 from medcloud.operators.region_services import GrpcRegionServices, ServiceAddresses
 from medcloud.operators.site import HospitalSite
@@ -41,10 +46,22 @@ class OperatorSettings:
     security_address: HostPort = setting("MEDCLOUD_SECURITY_ADDRESS")
     backup_address: HostPort = setting("MEDCLOUD_BACKUP_ADDRESS")
     monitoring_address: HostPort = setting("MEDCLOUD_MONITORING_ADDRESS")
-    priority: int = setting(
-        "MEDCLOUD_OPERATOR_PRIORITY",
-        default=100,
-        help="kopf peering priority: of several replicas only the highest acts",
+    namespace: str = setting(
+        "MEDCLOUD_OPERATOR_NAMESPACE",
+        default="",
+        help="its own namespace: the leader Lease and the member clusters' kubeconfig Secrets "
+        "(default: the pod's namespace in a cluster, else medcloud)",
+    )
+    identity: str = setting(
+        "MEDCLOUD_OPERATOR_IDENTITY",
+        default="",
+        help="this replica's name in the Lease (default: host name and process id)",
+    )
+    lease_seconds: float = setting(
+        "MEDCLOUD_OPERATOR_LEASE_SECONDS",
+        default=15.0,
+        check=at_least(1),
+        help="a standby takes over this long after the leader stops renewing",
     )
     drift_seconds: float = setting(
         "MEDCLOUD_OPERATOR_DRIFT_SECONDS", default=60.0, check=at_least(1)
@@ -71,18 +88,35 @@ class ManifestValidator:
         return [f"{p.field}: {p.message}" for p in validate_manifest(manifest)]
 
 
-def secret_reader(api: client.ApiClient):  # type: ignore[no-untyped-def]
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace(configured: str) -> str:
+    if configured:
+        return configured
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return "medcloud"
+
+
+def secret_reader(api: client.ApiClient, namespace: str):  # type: ignore[no-untyped-def]
     core = client.CoreV1Api(api)
 
-    def read(namespace: str, name: str, key: str) -> bytes | None:
+    def read(name: str, key: str) -> KubeconfigSecret | None:
         try:
             secret = core.read_namespaced_secret(name, namespace, _request_timeout=10)
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise
+            raise StepFailed(
+                "KubeconfigSecretUnreadable",
+                f"Secret {namespace}/{name}: HTTP {error.status} {error.reason}: the operator's "
+                "Role must allow get on Secrets in its namespace",
+            ) from error
         value = (secret.data or {}).get(key)
-        return base64.b64decode(value) if value else None
+        hospital = (secret.metadata.labels or {}).get(HOSPITAL_LABEL)
+        return KubeconfigSecret(base64.b64decode(value) if value else None, hospital)
 
     return read
 
@@ -123,6 +157,7 @@ def main() -> int:
     except config.ConfigException:
         config.load_incluster_config()
     api = client.ApiClient()
+    namespace = own_namespace(settings.namespace)
     addresses = ServiceAddresses(
         inventory=str(settings.inventory_address),
         scheduling=str(settings.scheduling_address),
@@ -141,7 +176,7 @@ def main() -> int:
     register(
         lambda: SiteReconciler(
             region_services(),
-            KubernetesMemberWork(secret_reader(api)),
+            KubernetesMemberWork(secret_reader(api, namespace), namespace),
             ManifestValidator(),
             GrpcConformance(addresses, tls),
         ),
@@ -151,25 +186,45 @@ def main() -> int:
         drift_interval_seconds=settings.drift_seconds,
     )
 
-    priority = settings.priority
-
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_: object) -> None:
-        settings.peering.priority = priority
-        settings.peering.name = "medcloud-operator"
+        # The Lease decides who acts; kopf's peering (its own CRD, priorities) is not used.
+        settings.peering.standalone = True
         settings.posting.level = logging.INFO
         settings.persistence.finalizer = "medcloud.io/hospitalsite"
 
+    election = LeaseElection(
+        api,
+        namespace,
+        LEASE_NAME,
+        settings.identity or f"{socket.gethostname()}-{os.getpid()}",
+        LeaseTiming(settings.lease_seconds),
+    )
+    return asyncio.run(run_while_leading(election))
+
+
+LEASE_NAME = "medcloud-operator"
+EXIT_LOST_LEADERSHIP = 4
+
+
+async def run_while_leading(election: LeaseElection) -> int:
+    """Stands by until this replica holds the Lease, then runs kopf until a signal (0) or until
+    the Lease is lost (EXIT_LOST_LEADERSHIP: the process ends so that it cannot act alongside
+    the new leader; its Deployment starts it again as a standby)."""
     stop = asyncio.Event()
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await kopf.operator(clusterwide=True, stop_flag=stop)
-
-    asyncio.run(run())
-    return 0
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if not await election.acquire(stop):
+        return 0
+    # kopf stops first and the Lease is released after, so a standby never overlaps with it.
+    release = asyncio.Event()
+    holding = asyncio.create_task(election.hold(release))
+    holding.add_done_callback(lambda _: stop.set())
+    await kopf.operator(clusterwide=True, stop_flag=stop)
+    release.set()
+    released = await holding
+    return 0 if released else EXIT_LOST_LEADERSHIP
 
 
 if __name__ == "__main__":
