@@ -3,15 +3,14 @@ management cluster's API, the operator's progress read back with get and describ
 explained by scheduling, the site deleted through its finalizer; then the same hospital applied
 with no Kubernetes API at all (--embedded), straight into the services.
 
-The region is test_operator's (three kube-apiservers, five services, the operator process) with
-clusters of its own names: a kube-apiserver keeps its state in etcd under /clusters/<name>."""
+The region is region_stack's (three kube-apiservers, five services, the operator process) with
+clusters named cli-*."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,48 +21,28 @@ from medcloud.devstack.stack import open_channel
 from medcloud.operators.cli import app
 from medcloud.scheduling.v1 import scheduling_service_pb2 as scheduling_api
 from medcloud.scheduling.v1 import scheduling_service_pb2_grpc as scheduling_grpc
-from tests.operator.test_operator import (
+from tests.operator.region_stack import (
     EXAMPLES,
     HOSPITAL,
     NAMESPACE,
     Region,
-    _kubeconfig_secret,
+    enrol_kubeconfig,
+    started_region,
 )
-from tests.support.identities import kube_apiserver
 
 pytestmark = pytest.mark.integration
 
-MANAGEMENT, PRIVATE, PUBLIC = "cli-management", "cli-private", "cli-public"
-SECRETS = {"hospital-private-kubeconfig": PRIVATE, "carrier-public-kubeconfig": PUBLIC}
+SECRETS = {"hospital-private-kubeconfig": "private", "carrier-public-kubeconfig": "public"}
 EMBEDDED = "embedded-hospital"
 
 
-class CliRegion(Region):
-    """test_operator's Region, its clusters named cli-*."""
-
-    def __init__(self, etcd_server, nats_server, region: str, work: Path) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(etcd_server, nats_server, region, work)
-        self.clusters = {
-            name: kube_apiserver(name, etcd_server.endpoint, work / name)
-            for name in (MANAGEMENT, PRIVATE, PUBLIC)
-        }
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.clusters[MANAGEMENT].admin_kubeconfig
-
-
 @pytest.fixture(scope="module")
-def region(etcd_server, nats_server, tmp_path_factory) -> Iterator[CliRegion]:
-    started = CliRegion(etcd_server, nats_server, "clitests", tmp_path_factory.mktemp("cli"))
-    try:
-        started.start()
-        yield started
-    finally:
-        started.stop()
+def region(etcd_server, nats_server, tmp_path_factory) -> Iterator[Region]:
+    work = tmp_path_factory.mktemp("cli")
+    yield from started_region(etcd_server, nats_server, work, "clitests", "cli")
 
 
-def medcloudctl(region: CliRegion, *args: str, **env: str):  # type: ignore[no-untyped-def]
+def medcloudctl(region: Region, *args: str, **env: str):  # type: ignore[no-untyped-def]
     """The CLI in this process, as the region's system administrator would run it."""
     environment = {
         "COLUMNS": "300",
@@ -75,8 +54,8 @@ def medcloudctl(region: CliRegion, *args: str, **env: str):  # type: ignore[no-u
     return CliRunner().invoke(app, list(args), env=environment)
 
 
-def _site(region: CliRegion) -> dict | None:  # type: ignore[type-arg]
-    objects = client.CustomObjectsApi(region.api(MANAGEMENT))
+def _site(region: Region) -> dict | None:  # type: ignore[type-arg]
+    objects = client.CustomObjectsApi(region.api("management"))
     try:
         return objects.get_namespaced_custom_object(
             "medcloud.io", "v1alpha1", NAMESPACE, "hospitalsites", "central"
@@ -91,7 +70,7 @@ def _conditions(site: dict | None) -> dict[str, dict]:  # type: ignore[type-arg]
     return {c["type"]: c for c in ((site or {}).get("status") or {}).get("conditions", [])}
 
 
-def _wait_for(region: CliRegion, kinds: tuple[str, ...], timeout: float = 180) -> dict:  # type: ignore[type-arg]
+def _wait_for(region: Region, kinds: tuple[str, ...], timeout: float = 180) -> dict:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
     while True:
         site = _site(region)
@@ -123,11 +102,11 @@ def test_apply_get_describe_explain_and_delete_through_the_management_cluster(re
     assert applied.exit_code == 0, applied.output
     assert f"namespace/{NAMESPACE} created" in applied.stdout
     assert f"secret/cli-note (namespace {NAMESPACE}) created" in applied.stdout
-    core = client.CoreV1Api(region.api(MANAGEMENT))
+    core = client.CoreV1Api(region.api("management"))
     note = core.read_namespaced_secret("cli-note", NAMESPACE)
     assert any(m.manager == "medcloudctl" for m in note.metadata.managed_fields)
     for secret, cluster in SECRETS.items():
-        _kubeconfig_secret(region, secret, cluster)
+        enrol_kubeconfig(region, secret, cluster)
 
     applied = medcloudctl(region, "apply", "-f", str(EXAMPLES / "region-panyu.yaml"))
     assert applied.exit_code == 0, applied.output
@@ -174,7 +153,7 @@ def test_apply_get_describe_explain_and_delete_through_the_management_cluster(re
         "-n",
         NAMESPACE,
         "--kubeconfig",
-        str(region.clusters[MANAGEMENT].restricted_kubeconfig),
+        str(region.clusters["management"].restricted_kubeconfig),
     )
     assert forbidden.exit_code == 2 and "403" in forbidden.stderr
 
@@ -276,7 +255,7 @@ def test_embedded_apply_drives_the_reconcile_core_without_kubernetes(region, tmp
     assert "BaselineNotMet" in rows["Secured"]
     assert "skipped namespace/hospital-central" in applied.stdout
     assert "hospitalsite.medcloud.io/embedded (hospital-central)" in applied.stdout
-    for cluster in (PRIVATE, PUBLIC):
+    for cluster in ("private", "public"):
         policies = client.NetworkingV1Api(region.api(cluster)).list_namespaced_network_policy(
             EMBEDDED
         )

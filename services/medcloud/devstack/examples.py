@@ -16,6 +16,7 @@ from kubernetes import client, config
 from medcloud.core.access import Role
 from medcloud.devstack.processes import ManagedProcess, StackError
 from medcloud.devstack.servers import venv_bin
+from medcloud.operators.member_work import HOSPITAL_LABEL
 from medcloud.runtime.proto_enums import enum_to_proto
 from medcloud.security.domain.baseline import MLPS_LEVEL_3
 from medcloud.security.domain.pool import Capability
@@ -27,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "operators" / "crds"
 EXAMPLES = ROOT / "examples"
 SITE_NAMESPACE, SITE_NAME = "hospital-central", "central"
+# The operator's own namespace: its leader Lease and the member clusters' kubeconfig Secrets.
+OPERATOR_NAMESPACE = "medcloud"
 # The example's member clusters, by the Secret names it gives, and the stack's cluster for each.
 MEMBER_SECRETS = {
     "hospital-private-kubeconfig": "hospital-private",
@@ -54,6 +57,8 @@ def start_operator(stack) -> ManagedProcess:  # type: ignore[no-untyped-def]
     management = next(c for c in stack.clusters if c.name == "management")
     for path in sorted(CRDS.glob("*.yaml")):
         _kubectl(management.admin_kubeconfig, "apply", "-f", str(path))
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+    _kubectl(management.admin_kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(namespace))
     _kubectl(
         management.admin_kubeconfig,
         "wait",
@@ -66,6 +71,7 @@ def start_operator(stack) -> ManagedProcess:  # type: ignore[no-untyped-def]
         **os.environ,
         "KUBECONFIG": str(management.admin_kubeconfig),
         "MEDCLOUD_REGION": stack.region,
+        "MEDCLOUD_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
         **{f"MEDCLOUD_{s.name.upper()}_ADDRESS": s.address for s in stack.services},
         **stack.operator_tls.environment(),
     }
@@ -139,27 +145,33 @@ def seed_security_pool(stack, site_id: str) -> str:  # type: ignore[no-untyped-d
 
 
 def apply_examples(stack, wait_seconds: float = 90.0) -> str:  # type: ignore[no-untyped-def]
-    """Applies the example Region and HospitalSite (with Secrets holding the member clusters'
-    kubeconfigs) and reports the site's conditions and placements once it settles."""
+    """Applies the example Region and HospitalSite (with the Secrets holding the member
+    clusters' kubeconfigs, enrolled for its hospital in the operator's namespace) and reports
+    the site's conditions and placements once it settles."""
     management = next(c for c in stack.clusters if c.name == "management")
     kubeconfig = management.admin_kubeconfig
     by_name = {c.name: c for c in stack.clusters}
     _kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / "region-panyu.yaml"))
+    documents = list(yaml.safe_load_all((EXAMPLES / "hospital-central.yaml").read_text()))
+    namespaces = [d for d in documents if d and d.get("kind") == "Namespace"]
+    others = [d for d in documents if d and d.get("kind") != "Namespace"]
+    site_id = next(d for d in others if d.get("kind") == "HospitalSite")["spec"]["hospitalId"]
+    # The region operator enrols each member cluster for the hospital (member_work.py).
     secrets = [
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": secret, "namespace": SITE_NAMESPACE},
+            "metadata": {
+                "name": secret,
+                "namespace": OPERATOR_NAMESPACE,
+                "labels": {HOSPITAL_LABEL: site_id},
+            },
             "stringData": {"kubeconfig": by_name[cluster].admin_kubeconfig.read_text()},
         }
         for secret, cluster in MEMBER_SECRETS.items()
         if cluster in by_name
     ]
-    documents = list(yaml.safe_load_all((EXAMPLES / "hospital-central.yaml").read_text()))
-    namespaces = [d for d in documents if d and d.get("kind") == "Namespace"]
-    others = [d for d in documents if d and d.get("kind") != "Namespace"]
     _kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all([*namespaces, *secrets]))
-    site_id = next(d for d in others if d.get("kind") == "HospitalSite")["spec"]["hospitalId"]
     seeded = seed_security_pool(stack, site_id)
     _kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(others))
 

@@ -36,6 +36,7 @@ from rich.tree import Tree
 
 from medcloud.common.v1 import data_classification_pb2 as classification_pb
 from medcloud.operators.manifests import GROUP, VERSION
+from medcloud.operators.member_work import KubeconfigSecret
 from medcloud.runtime.config import ConfigError, HostPort, load_settings, setting
 from medcloud.runtime.tls import TlsMaterial, tls_from_environment
 from medcloud.scheduling.v1 import scheduling_pb2 as scheduling_pb
@@ -894,13 +895,13 @@ class EmbeddedSettings:
     )
 
 
-def directory_secrets(directory: Path) -> Callable[[str, str, str], bytes | None]:
+def directory_secrets(directory: Path) -> Callable[[str, str], KubeconfigSecret | None]:
     """A SecretReader over a directory: the Secret `name` is the file DIR/name, which holds the
-    kubeconfig itself (namespace and key play no part)."""
+    kubeconfig itself (the key plays no part; whoever runs the command vouches for the files)."""
 
-    def read(namespace: str, name: str, key: str) -> bytes | None:
+    def read(name: str, key: str) -> KubeconfigSecret | None:
         try:
-            return (directory / name).read_bytes()
+            return KubeconfigSecret((directory / name).read_bytes(), None)
         except (FileNotFoundError, IsADirectoryError):
             return None
 
@@ -977,7 +978,11 @@ async def _embedded(
             return EXIT_OK
         assert secrets_dir is not None
         reconciler = SiteReconciler(
-            services, KubernetesMemberWork(directory_secrets(secrets_dir)), ManifestValidator()
+            services,
+            KubernetesMemberWork(
+                directory_secrets(secrets_dir), str(secrets_dir), require_enrolment=False
+            ),
+            ManifestValidator(),
         )
         for document in sites:
             site = read_site(document)

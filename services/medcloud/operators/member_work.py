@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from medcloud.operators.member_clusters import (
@@ -19,8 +20,18 @@ from medcloud.operators.member_clusters import (
 from medcloud.operators.reconcile import StepFailed
 from medcloud.operators.site import HospitalSite
 
-# (namespace, name, key) -> the kubeconfig's bytes, or None when the Secret or key is missing.
-SecretReader = Callable[[str, str, str], bytes | None]
+# The label by which the region enrols a member cluster's kubeconfig Secret for one hospital.
+HOSPITAL_LABEL = "medcloud.io/hospital"
+
+
+@dataclass(frozen=True)
+class KubeconfigSecret:
+    data: bytes | None  # None when the Secret lacks the key
+    hospital: str | None  # its HOSPITAL_LABEL: the one hospital whose sites may use it
+
+
+# (name, key) -> the Secret, or None when there is none by that name.
+SecretReader = Callable[[str, str], KubeconfigSecret | None]
 # Prometheus scrapes the site's pods from medcloud's own namespace (R-7.1 monitoring).
 MONITORING_ALLOWANCE = Allowance(
     "monitoring",
@@ -55,24 +66,49 @@ def workload_for(site: HospitalSite, cluster: str) -> SiteWorkload:
 
 
 class KubernetesMemberWork:
-    def __init__(self, read_secret: SecretReader, work_dir: Path | None = None) -> None:
+    """Kubeconfig Secrets live in the operator's own namespace, where only the region's operators
+    write (as Karmada keeps its cluster Secrets): hospital IT names one in a HospitalSite but can
+    neither read it nor use another hospital's, since each is enrolled for one hospital by label
+    (R-A.2.6 least privilege; a site cannot make the operator act on a cluster it was not given).
+    `require_enrolment=False` is for kubeconfigs the caller supplies directly (medcloudctl
+    --embedded --secrets-dir)."""
+
+    def __init__(
+        self,
+        read_secret: SecretReader,
+        secrets_namespace: str,
+        work_dir: Path | None = None,
+        require_enrolment: bool = True,
+    ) -> None:
         self._read_secret = read_secret
+        self._secrets_namespace = secrets_namespace
+        self._require_enrolment = require_enrolment
         self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix="medcloud-kubeconfigs-"))
         self._work_dir.chmod(0o700)
 
     async def _members(self, site: HospitalSite) -> MemberClusters:
         paths: dict[str, Path] = {}
         for index, cluster in enumerate(site.clusters):
-            data = await asyncio.to_thread(
-                self._read_secret, site.namespace, cluster.secret_name, cluster.secret_key
+            secret = await asyncio.to_thread(
+                self._read_secret, cluster.secret_name, cluster.secret_key
             )
-            if data is None:
+            field = f"spec.clusters[{index}].kubeconfigSecretRef"
+            where = f"Secret {self._secrets_namespace}/{cluster.secret_name}"
+            if secret is None or secret.data is None:
                 raise StepFailed(
                     "KubeconfigSecretMissing",
-                    f"spec.clusters[{index}].kubeconfigSecretRef: Secret "
-                    f"{site.namespace}/{cluster.secret_name} with key {cluster.secret_key!r} "
-                    "not found: create it from the cluster's kubeconfig",
+                    f"{field}: {where} with key {cluster.secret_key!r} not found: the region "
+                    "operator creates it from the cluster's kubeconfig and labels it "
+                    f"{HOSPITAL_LABEL}={site.hospital_id}",
                 )
+            if self._require_enrolment and secret.hospital != site.hospital_id:
+                enrolled = f"for {secret.hospital!r}" if secret.hospital else "for no hospital"
+                raise StepFailed(
+                    "KubeconfigSecretNotEnrolled",
+                    f"{field}: {where} is enrolled {enrolled}, not for {site.hospital_id!r}: "
+                    f"a site may use only Secrets labelled {HOSPITAL_LABEL}={site.hospital_id}",
+                )
+            data = secret.data
             digest = hashlib.sha256(data).hexdigest()[:16]
             path = self._work_dir / f"{cluster.name}-{digest}.kubeconfig"
             if not path.exists():
