@@ -3,8 +3,8 @@
 create / update / resume reconcile the site and write its status; a step that fails sets its
 condition and the handler retries with backoff, so a service that comes back makes the site
 converge without a new apply. A timer re-checks the member clusters for drift. The finalizer
-kopf adds removes everything the site created before the object goes. Several replicas are safe:
-kopf's peering lets only the highest-priority one act (MEDCLOUD_OPERATOR_PRIORITY)."""
+kopf adds removes everything the site created before the object goes. Only the replica holding
+the operator's Lease runs these handlers (leadership.py, started by `__main__`)."""
 
 from __future__ import annotations
 
