@@ -22,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from medcloud.operators.conformance_sources import GrpcConformance
+from medcloud.operators.health import HealthEndpoint
 from medcloud.operators.kopf_operator import SiteStatusWriter, register
 from medcloud.operators.leadership import LeaseElection, LeaseTiming
 from medcloud.operators.manifests import validate_manifest
@@ -56,6 +57,11 @@ class OperatorSettings:
         "MEDCLOUD_OPERATOR_IDENTITY",
         default="",
         help="this replica's name in the Lease (default: host name and process id)",
+    )
+    health_listen: str = setting(
+        "MEDCLOUD_OPERATOR_HEALTH_LISTEN",
+        default="",
+        help="HOST:PORT of /livez and /readyz for the kubelet (off when empty)",
     )
     lease_seconds: float = setting(
         "MEDCLOUD_OPERATOR_LEASE_SECONDS",
@@ -135,6 +141,13 @@ def declared_by_regions(api: client.ApiClient) -> frozenset[str]:
     return frozenset(ids)
 
 
+def _health_listen(text: str) -> HostPort | None:
+    try:
+        return HostPort.parse(text) if text else None
+    except ValueError as error:
+        raise ConfigError([f"MEDCLOUD_OPERATOR_HEALTH_LISTEN={text!r}: {error}"]) from None
+
+
 def _drop_kopf_settings(record: logging.LogRecord) -> bool:
     record.__dict__.pop("settings", None)
     return True
@@ -144,6 +157,7 @@ def main() -> int:
     try:
         settings = load_settings(OperatorSettings)
         tls = tls_from_environment()
+        health_listen = _health_listen(settings.health_listen)
     except ConfigError as error:
         print(f"medcloud-operator: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -200,14 +214,15 @@ def main() -> int:
         settings.identity or f"{socket.gethostname()}-{os.getpid()}",
         LeaseTiming(settings.lease_seconds),
     )
-    return asyncio.run(run_while_leading(election))
+    health = HealthEndpoint(election, health_listen) if health_listen else None
+    return asyncio.run(run_while_leading(election, health))
 
 
 LEASE_NAME = "medcloud-operator"
 EXIT_LOST_LEADERSHIP = 4
 
 
-async def run_while_leading(election: LeaseElection) -> int:
+async def run_while_leading(election: LeaseElection, health: HealthEndpoint | None = None) -> int:
     """Stands by until this replica holds the Lease, then runs kopf until a signal (0) or until
     the Lease is lost (EXIT_LOST_LEADERSHIP: the process ends so that it cannot act alongside
     the new leader; its Deployment starts it again as a standby)."""
@@ -215,16 +230,22 @@ async def run_while_leading(election: LeaseElection) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if not await election.acquire(stop):
-        return 0
-    # kopf stops first and the Lease is released after, so a standby never overlaps with it.
-    release = asyncio.Event()
-    holding = asyncio.create_task(election.hold(release))
-    holding.add_done_callback(lambda _: stop.set())
-    await kopf.operator(clusterwide=True, stop_flag=stop)
-    release.set()
-    released = await holding
-    return 0 if released else EXIT_LOST_LEADERSHIP
+    if health is not None:
+        await health.start()
+    try:
+        if not await election.acquire(stop):
+            return 0
+        # kopf stops first and the Lease is released after, so a standby never overlaps with it.
+        release = asyncio.Event()
+        holding = asyncio.create_task(election.hold(release))
+        holding.add_done_callback(lambda _: stop.set())
+        await kopf.operator(clusterwide=True, stop_flag=stop)
+        release.set()
+        released = await holding
+        return 0 if released else EXIT_LOST_LEADERSHIP
+    finally:
+        if health is not None:
+            await health.stop()
 
 
 if __name__ == "__main__":

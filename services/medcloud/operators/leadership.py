@@ -67,10 +67,28 @@ class LeaseElection:
         self._timing = timing
         self._clock = clock
         self._observed: Observed | None = None
+        self._leading = False
+        self._last_renewal: float | None = None
 
     @property
     def identity(self) -> str:
         return self._identity
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    @property
+    def reached_api(self) -> bool:
+        """Whether it has read or written the Lease at least once (API server and RBAC work)."""
+        return self._observed is not None
+
+    @property
+    def renewing(self) -> bool:
+        """False for a leader past its renew deadline: it is about to stop acting."""
+        if not self._leading or self._last_renewal is None:
+            return True
+        return self._clock() - self._last_renewal < self._timing.renew_deadline_seconds
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Waits until this replica leads (True) or `stop` is set (False)."""
@@ -78,6 +96,7 @@ class LeaseElection:
         while not stop.is_set():
             if await asyncio.to_thread(self._try_acquire_or_renew):
                 log.info("leading: holds Lease %s/%s", self._namespace, self._name)
+                self._leading, self._last_renewal = True, self._clock()
                 return True
             if not announced and self._observed is not None:
                 log.info("standing by: Lease %s is held by %s", self._name, self._observed.holder)
@@ -88,18 +107,20 @@ class LeaseElection:
     async def hold(self, stop: asyncio.Event) -> bool:
         """Renews until `stop` is set (True: released for a standby) or the Lease could not be
         renewed within the renew deadline (False: leadership lost; stop acting at once)."""
-        last_renewal = self._clock()
+        self._last_renewal = self._clock()
         while not stop.is_set():
             await _sleep_unless(stop, self._timing.retry_seconds)
             if stop.is_set():
                 break
             if await asyncio.to_thread(self._try_acquire_or_renew):
-                last_renewal = self._clock()
-            elif self._clock() - last_renewal >= self._timing.renew_deadline_seconds:
+                self._last_renewal = self._clock()
+            elif not self.renewing:
                 holder = self._observed.holder if self._observed else "nobody"
                 log.error("lost leadership of Lease %s (now held by %s)", self._name, holder)
+                self._leading = False
                 return False
         await asyncio.to_thread(self._release)
+        self._leading = False
         return True
 
     def _try_acquire_or_renew(self) -> bool:
