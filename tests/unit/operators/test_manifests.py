@@ -309,6 +309,16 @@ def test_region_references_are_checked():
     ]
 
 
+def test_a_region_of_centres_alone_is_valid():
+    # nodes, links and clusters are optional: the rules about them hold when they are absent.
+    region = copy.deepcopy(example("region-panyu.yaml", "Region"))
+    for optional in ("nodes", "links", "clusters"):
+        del region["spec"][optional]
+    assert validate_manifest(region) == []
+    region["spec"]["links"] = example("region-panyu.yaml", "Region")["spec"]["links"][:1]
+    assert [p.field for p in validate_manifest(region)] == ["spec.links"]
+
+
 def test_updates_only_rules_are_left_to_the_api_server():
     # hospitalId is immutable (`self == oldSelf`): a rule about a change, not about one manifest.
     assert validate_manifest(site()) == []
