@@ -5,7 +5,9 @@ whose roles do not allow a method is refused, and the refusal is audited (三员
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import nats
@@ -16,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from medcloud.common.v1.audit_entry_pb2 import AuditEntry
 from medcloud.core.errors import Unavailable
 from medcloud.devstack.pki import RegionPki
+from medcloud.devstack.servers import NatsServer
 from medcloud.devstack.stack import AUDIT_ADMINISTRATOR, SYSTEM_ADMINISTRATOR
 from medcloud.monitoring.v1 import monitoring_service_pb2 as api
 from medcloud.monitoring.v1 import monitoring_service_pb2_grpc as api_grpc
@@ -28,7 +31,9 @@ from tests.support.identities import (
     client_channel,
     connect_store,
     identity,
+    material,
     nats_password,
+    nats_users,
 )
 from tests.support.processes import start_service
 
@@ -192,3 +197,71 @@ async def test_a_service_reads_and_writes_only_its_own_keys_in_etcd(etcd_server,
     finally:
         await inventory.close()
         await security.close()
+
+
+@pytest.fixture
+def tls_nats(tmp_path) -> Iterator[NatsServer]:
+    """A NATS that speaks only mutual TLS, with a serving certificate of the tests' CA."""
+    server = NatsServer(
+        tmp_path / "nats-tls",
+        tmp_path / "nats-tls.log",
+        users=nats_users(),
+        tls=identity("nats-server"),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_nats_over_mutual_tls_admits_only_the_regions_certificates(tls_nats, region):
+    """Events carry clinical context: with a TLS NATS, a service reaches it only with the region's
+    CA and its own certificate (R-7.5a, MLPS 8.1.3.3 confidentiality in transit)."""
+    assert tls_nats.url.startswith("tls://")
+    password = nats_password("inventory")
+    bus = await EventBus.connect(
+        tls_nats.url,
+        region,
+        "inventory",
+        user="inventory",
+        password=password,
+        tls=material("inventory", ()).client_ssl_context(),
+    )
+    try:
+        published = await bus.publish(wrappers_pb2.StringValue(value="over tls"))
+        assert published.stream_sequence == 1
+    finally:
+        await bus.close()
+
+    # Without a certificate, or with another CA's, the handshake fails every time (the client
+    # keeps retrying, as a service waits for NATS; the server logs each refusal).
+    foreign = RegionPki(Path(tempfile.mkdtemp()), "elsewhere").issue("inventory", ())
+    for refused in (None, foreign.material().client_ssl_context()):
+        handshakes = tls_nats.log_path.read_text().count("TLS handshake error")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                EventBus.connect(
+                    tls_nats.url,
+                    region,
+                    "inventory",
+                    user="inventory",
+                    password=password,
+                    tls=refused,
+                    connect_timeout_seconds=1,
+                ),
+                3,
+            )
+        assert tls_nats.log_path.read_text().count("TLS handshake error") > handshakes
+
+
+def test_a_service_process_reaches_a_tls_nats_with_its_own_certificate(
+    etcd_server, tls_nats, region, tmp_path
+):
+    process, address = start_service(
+        "medcloud.inventory", etcd_server.endpoint, tls_nats.url, region, tmp_path / "inv.log"
+    )
+    try:
+        with client_channel(address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        process.stop()

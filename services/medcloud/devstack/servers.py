@@ -224,7 +224,8 @@ class NatsUser:
 class NatsServer(LaunchedServer):
     """One nats-server with JetStream, storing streams in its own directory. With `users`, every
     connection must log in as one of them; `anonymous_user` names the user a connection without
-    credentials becomes (a test harness), and without it such a connection is refused."""
+    credentials becomes (a test harness), and without it such a connection is refused. With
+    `tls`, every client must speak TLS and present a certificate from the same CA."""
 
     store_dir: Path
     log_path: Path
@@ -232,6 +233,7 @@ class NatsServer(LaunchedServer):
     startup_timeout_seconds: float = 30.0
     users: tuple[NatsUser, ...] = ()
     anonymous_user: str = ""
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         self.client_port = self.client_port or free_port()
@@ -240,7 +242,8 @@ class NatsServer(LaunchedServer):
 
     @property
     def url(self) -> str:
-        return f"nats://{LOOPBACK}:{self.client_port}"
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://{LOOPBACK}:{self.client_port}"
 
     def _write_config(self) -> Path:
         """nats-server reads JSON as its configuration format."""
@@ -260,6 +263,14 @@ class NatsServer(LaunchedServer):
             }
             if self.anonymous_user:
                 config["no_auth_user"] = self.anonymous_user
+        if self.tls is not None:
+            config["tls"] = {
+                "cert_file": str(self.tls.cert),
+                "key_file": str(self.tls.key),
+                "ca_file": str(self.tls.ca),
+                "verify": True,
+                "timeout": 2,
+            }
         path = self.store_dir.parent / f"{self.store_dir.name}.conf"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=2))

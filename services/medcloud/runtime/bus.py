@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -152,16 +153,19 @@ class EventBus:
         *,
         user: str = "",
         password: str = "",
+        tls: ssl.SSLContext | None = None,
         connect_timeout_seconds: float = 5.0,
     ) -> EventBus:
         """Connects to NATS (as `user`, when given) and makes sure the service's own stream
-        exists."""
+        exists. With `tls`, a server that requires TLS (or a `tls://` URL) is reached with it:
+        the server is verified against its CA and the client presents its certificate."""
         try:
             nc = await nats.connect(
                 url,
                 name=f"medcloud-{service}",
                 user=user or None,
                 password=password or None,
+                tls=tls,
                 connect_timeout=connect_timeout_seconds,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,

@@ -61,6 +61,7 @@ async def _serve(
             name,
             user=settings.nats_user,
             password=nats_password,
+            tls=tls.client_ssl_context() if tls else None,
         )
         try:
             audit = AuditPublisher(bus)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import os
+import ssl
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,20 @@ class TlsMaterial:
             private_key=self.key_pem,
             certificate_chain=self.cert_pem,
         )
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """For clients other than gRPC (NATS): trusts only the region's CA and presents this
+        process's certificate."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=self.ca_pem.decode())
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # ssl loads a key pair only from files: a private directory, gone once loaded.
+        with tempfile.TemporaryDirectory(prefix="medcloud-tls-") as directory:
+            cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+            cert.write_bytes(self.cert_pem)
+            key.touch(0o600)
+            key.write_bytes(self.key_pem)
+            context.load_cert_chain(cert, key)
+        return context
 
 
 def tls_from_environment(environ: Mapping[str, str] | None = None) -> TlsMaterial | None:
