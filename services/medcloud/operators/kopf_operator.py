@@ -48,6 +48,24 @@ class SiteStatusWriter:
         )
 
 
+def retried(reason: str) -> bool:
+    """Whether a failed step is worth retrying soon: a service or cluster that did not answer or
+    failed inside, or a kubeconfig Secret the region operator is about to create. The others
+    (Refused, NotPermitted, InvalidSpec, BaselineNotMet, NoNodeAgents, …) wait for a person."""
+    return (
+        reason.endswith("Unavailable")
+        or reason.startswith("KubeconfigSecret")
+        or reason in ("ServiceError", "InternalError")
+    )
+
+
+def awaits_a_person(status: dict[str, Any]) -> bool:
+    """A stored status with failed steps, none of which the handler retries by itself."""
+    failed = [c for c in status.get("conditions") or () if c.get("status") == "False"]
+    failed = [c for c in failed if c.get("type") != "Ready"]
+    return bool(failed) and not any(retried(c.get("reason", "")) for c in failed)
+
+
 def register(
     make_reconciler: Callable[[], SiteReconciler],
     status_writer: Callable[[], SiteStatusWriter],
@@ -90,6 +108,14 @@ def register(
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=drift_interval_seconds, initial_delay=30)
     async def recheck_site(body: kopf.Body, **_: Any) -> None:
+        status = body.get("status") or {}
+        if status.get("observedGeneration") != body["metadata"].get("generation"):
+            return  # a spec change is still being handled: drift against it would be spurious
+        if awaits_a_person(status):
+            # The handler stopped retrying (nothing of ours will change by itself); see whether
+            # the person acted, running only the steps that have not succeeded.
+            await _reconcile(body, 0, recheck=False)
+            return
         site = read_site(body)
         try:
             drift = await reconciler().check_drift(site)
@@ -133,9 +159,13 @@ def register(
                     reason=condition.reason or condition.type.value,
                     message=(f"{condition.type.value}: {condition.message}")[:1000],
                 )
-        if not report.ready and report.failed_step is not None:
-            failed = next(c for c in report.conditions if c.type is report.failed_step)
+        transient = [c for c in report.conditions if c.status is False and retried(c.reason)]
+        if transient:
+            failed = transient[0]
             delay = BACKOFF_SECONDS[min(retry, len(BACKOFF_SECONDS) - 1)]
             raise kopf.TemporaryError(
                 f"{failed.type.value}: {failed.reason}: {failed.message}", delay=delay
             )
+        # A failure only a person can clear (a baseline not met, no node agents yet) ends the
+        # handler, so that the next spec change is handled at once rather than after a backoff;
+        # the timer looks again every drift interval.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from medcloud.operators.site import Condition, ConditionType, HospitalSite
@@ -215,6 +216,7 @@ class SiteReconciler:
             if outcome.ok:
                 succeeded.add(step.type)
         ready = all(c.status is True for c in conditions)
+        was = previous.get(ConditionType.READY)
         conditions.append(
             Condition(
                 ConditionType.READY,
@@ -225,6 +227,7 @@ class SiteReconciler:
                 else "; ".join(
                     f"{c.type.value}: {c.message}" for c in conditions if c.status is not True
                 )[:1000],
+                **({"last_transition": was.last_transition} if was and was.status is ready else {}),
             )
         )
         return SiteReport(
@@ -320,8 +323,21 @@ def previous_conditions(
             item.get("reason", ""),
             item.get("message", ""),
             inputs.get(kind.value, ""),
+            **_transition(item.get("lastTransitionTime")),
         )
     return found
+
+
+def _transition(stamp: object) -> dict[str, datetime]:
+    """The stored lastTransitionTime, so that a condition that keeps its status keeps its time."""
+    if not isinstance(stamp, str):
+        return {}
+    try:
+        return {
+            "last_transition": datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        }
+    except ValueError:
+        return {}
 
 
 def step_inputs(report: SiteReport) -> dict[str, str]:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
-from medcloud.operators.reconcile import PlacedSystem, SiteReconciler, StepFailed, StepOutcome
+from medcloud.operators.reconcile import (
+    PlacedSystem,
+    SiteReconciler,
+    StepFailed,
+    StepOutcome,
+    previous_conditions,
+    step_inputs,
+)
 from medcloud.operators.site import ConditionType, HospitalSite, read_site
 
 MANIFEST = {
@@ -164,6 +171,29 @@ async def test_adding_a_system_reruns_only_the_steps_that_read_systems():
     assert ports.calls["inventory"] == 1 and ports.calls["monitoring"] == 1
     assert ports.calls["scheduling"] == 2 and ports.calls["backup"] == 2
     assert ports.calls["security"] == 2
+
+
+async def test_a_condition_keeps_its_transition_time_until_its_status_changes():
+    core, ports = _core()
+    site = read_site(MANIFEST)
+    ports.fail["scheduling"] = StepFailed("SchedulingUnavailable", "down")
+    first = await core.reconcile(site)
+    # As the operator stores it and reads it back on the next pass.
+    stored = first.status(site)
+    for condition in stored["conditions"]:  # type: ignore[union-attr]
+        condition["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+    previous = previous_conditions(stored, step_inputs(first))
+    again = await core.reconcile(site, previous)
+    times = {c.type: c.last_transition.year for c in again.conditions}
+    # Unchanged (done and skipped; failed again; still not Ready): the old time stays.
+    assert times[ConditionType.INVENTORIED] == 2020
+    assert times[ConditionType.PLACED] == 2020
+    assert times[ConditionType.READY] == 2020
+    del ports.fail["scheduling"]
+    third = await core.reconcile(site, previous)
+    times = {c.type: c.last_transition.year for c in third.conditions}
+    assert times[ConditionType.INVENTORIED] == 2020
+    assert times[ConditionType.PLACED] > 2020 and times[ConditionType.READY] > 2020
 
 
 async def test_a_recheck_runs_every_step_again():
