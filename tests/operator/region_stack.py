@@ -9,8 +9,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -43,11 +44,30 @@ OPERATOR_NAMESPACE = "medcloud"
 CLUSTER_ROLES = ("management", "private", "public")
 
 
+@dataclass(frozen=True)
+class SpanRecord:
+    """One span as exported: who sent it (the resource's service.name), its trace, when it
+    started, and its attributes as plain values."""
+
+    service: str
+    name: str
+    trace_id: bytes
+    start_unix_nano: int
+    attributes: Mapping[str, object] = field(default_factory=dict)
+
+
+def _attribute_value(value) -> object:  # type: ignore[no-untyped-def]
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
 class SpanCollector(trace_grpc.TraceServiceServicer, metrics_grpc.MetricsServiceServicer):
     """An OTLP/gRPC endpoint the processes export to: it keeps every span it receives."""
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str, bytes]] = []  # (service, span name, trace id)
+        # The same spans with their start and attributes, in the order they arrived.
+        self.records: list[SpanRecord] = []
         self._server = grpc.server(ThreadPoolExecutor(4))
         trace_grpc.add_TraceServiceServicer_to_server(self, self._server)
         metrics_grpc.add_MetricsServiceServicer_to_server(self, self._server)
@@ -72,8 +92,34 @@ class SpanCollector(trace_grpc.TraceServiceServicer, metrics_grpc.MetricsService
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
                         self.spans.append((service, span.name, span.trace_id))
+                        self.records.append(
+                            SpanRecord(
+                                service,
+                                span.name,
+                                span.trace_id,
+                                span.start_time_unix_nano,
+                                {a.key: _attribute_value(a.value) for a in span.attributes},
+                            )
+                        )
             return trace_pb.ExportTraceServiceResponse()
         return metrics_pb.ExportMetricsServiceResponse()
+
+    def reconciles(self, site: str, generation: int, recheck: bool = False) -> list[SpanRecord]:
+        """The operator's reconcile spans of `site` (`namespace/name`) for one generation, the
+        earliest first; `recheck` picks the drift timer's reconciles instead of the handler's."""
+        found = [
+            record
+            for record in list(self.records)
+            if record.name == "reconcile HospitalSite"
+            and record.attributes.get("medcloud.site") == site
+            and record.attributes.get("medcloud.generation") == generation
+            and record.attributes.get("medcloud.recheck") == recheck
+        ]
+        return sorted(found, key=lambda record: record.start_unix_nano)
+
+    def trace(self, trace_id: bytes) -> list[SpanRecord]:
+        """Every span received so far of one trace."""
+        return [record for record in list(self.records) if record.trace_id == trace_id]
 
     def stop(self) -> None:
         self._server.stop(0)
@@ -83,7 +129,13 @@ class Region:
     """Everything the operator works with, started once for the module."""
 
     def __init__(  # type: ignore[no-untyped-def]
-        self, etcd_server, nats_server, region: str, work: Path, prefix: str = "op"
+        self,
+        etcd_server,
+        nats_server,
+        region: str,
+        work: Path,
+        prefix: str = "op",
+        operator_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.collector = SpanCollector()
         self.telemetry = {
@@ -101,6 +153,10 @@ class Region:
         self.addresses: dict[str, str] = {}
         self._etcd, self._nats = etcd_server, nats_server
         self.operator: ManagedProcess | None = None
+        # Environment the operator gets on top of `operator_environment`'s (e.g. a drift interval).
+        self.operator_settings = dict(operator_settings or {})
+        # Each service's own environment as `start` gave it, for `restart_service`.
+        self.service_env: dict[str, dict[str, str]] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -145,7 +201,8 @@ class Region:
             },
         }
         for name in ("inventory", "scheduling", "monitoring", "security", "backup"):
-            self.start_service(name, extra.get(name, {}))
+            self.service_env[name] = extra.get(name, {})
+            self.start_service(name, self.service_env[name])
         with open_channel(self.addresses["inventory"], self.admin) as channel:
             register_region(inventory_grpc.InventoryServiceStub(channel), annex_a_region())
         for path in sorted(CRDS.glob("*.yaml")):
@@ -178,6 +235,10 @@ class Region:
             if process.component == f"medcloud.{name}" and process.running:
                 process.stop()
 
+    def restart_service(self, name: str) -> None:
+        """Starts a stopped service again on its address, with the environment `start` gave it."""
+        self.start_service(name, self.service_env.get(name, {}))
+
     def operator_environment(self, kubeconfig: Path | None = None) -> dict[str, str]:
         return {
             **os.environ,
@@ -189,6 +250,7 @@ class Region:
             **self.telemetry,
             **{f"MEDCLOUD_{n.upper()}_ADDRESS": a for n, a in self.addresses.items()},
             **identity(OPERATOR, (SYSTEM_ADMINISTRATOR,)).environment(),
+            **self.operator_settings,
         }
 
     def start_operator(self) -> None:
@@ -211,10 +273,15 @@ class Region:
 
 
 def started_region(  # type: ignore[no-untyped-def]
-    etcd_server, nats_server, work: Path, name: str, prefix: str
+    etcd_server,
+    nats_server,
+    work: Path,
+    name: str,
+    prefix: str,
+    operator_settings: Mapping[str, str] | None = None,
 ) -> Iterator[Region]:
     """For a module's fixture: the region, stopped however the module ends."""
-    started = Region(etcd_server, nats_server, name, work, prefix)
+    started = Region(etcd_server, nats_server, name, work, prefix, operator_settings)
     try:
         started.start()
         yield started
