@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from medcloud.devstack.pki import CertificateAuthority
 from medcloud.devstack.servers import venv_bin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +114,25 @@ def environment(container: Document) -> dict[str, Any]:
 
 def component(document: Document) -> str:
     return document["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def nats_dns_names(fullname: str, namespace: str) -> tuple[str, ...]:
+    """The names docs/helm.md tells the region's CA to put in the bundled NATS certificate: the
+    Service the services dial, and every server's name under the headless Service (routes)."""
+    return (f"{fullname}-nats.{namespace}.svc", f"*.{fullname}-nats-headless.{namespace}.svc")
+
+
+def nats_certificate(
+    authority: CertificateAuthority,
+    fullname: str,
+    namespace: str,
+    extra_names: Sequence[x509.GeneralName] = (),
+) -> dict[str, bytes]:
+    """The bundled NATS servers' Secret as docs/helm.md describes it (ca.crt, tls.crt, tls.key):
+    server and client auth, since a route is both ends of one connection."""
+    issued = authority.issue_certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{fullname}-nats")]),
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        [*(x509.DNSName(name) for name in nats_dns_names(fullname, namespace)), *extra_names],
+    )
+    return {"ca.crt": authority.cert_pem, "tls.crt": issued.cert_pem, "tls.key": issued.key_pem}

@@ -30,6 +30,7 @@ from tests.helm.chart import (
     environment,
     helm,
     named,
+    nats_dns_names,
     of_kind,
     pod_specs,
     render,
@@ -216,6 +217,8 @@ def test_each_service_environment_satisfies_its_settings(name):
         settings = load_settings(ServiceSettings, env)
         assert settings.region == name
         assert str(settings.grpc_listen) == "0.0.0.0:50051"
+        # Bundled NATS (conghua) demands TLS; panyu's existing NATS is given as nats://.
+        assert settings.nats_url.startswith("tls://" if name == "conghua" else "nats://")
         assert env["MEDCLOUD_NATS_USER"] == service
         assert env["MEDCLOUD_TLS_CERT_FILE"] == "/etc/medcloud/tls/tls.crt"
         volumes = container["volumeMounts"]
@@ -349,6 +352,9 @@ BAD_VALUES = [
     ("monitoring.replicas=2", "/monitoring/replicas"),
     ("etcd.endpoint=etcd-without-port", "/etcd/endpoint"),
     ("nats.url=http://nats:4222", "/nats/url"),
+    ("nats.url=tls://", "/nats/url"),
+    ("nats.url=tls://nats:4222/path", "/nats/url"),
+    ("nats.bundled.tls.secretName=nats-cert", "/nats/bundled/tls"),
     ("security.auditRetentionDays=30", "/security/auditRetentionDays"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ("etcd.bundled.replicas=2", "/etcd/bundled/replicas"),
@@ -386,7 +392,7 @@ def test_two_regions_differ_in_what_their_values_say():
     env_panyu = environment(panyu["spec"]["template"]["spec"]["containers"][0])
     env_conghua = environment(conghua["spec"]["template"]["spec"]["containers"][0])
     assert env_panyu["MEDCLOUD_NATS_URL"] == "nats://nats.medcloud-data.svc.cluster.local:4222"
-    assert env_conghua["MEDCLOUD_NATS_URL"] == "nats://medcloud-nats.medcloud.svc:4222"
+    assert env_conghua["MEDCLOUD_NATS_URL"] == "tls://medcloud-nats.medcloud.svc:4222"
     assert env_conghua["MEDCLOUD_ETCD_ENDPOINT"] == "medcloud-etcd.medcloud.svc:2379"
 
 
@@ -400,3 +406,120 @@ def test_every_part_has_its_own_service_account_and_tls_secret():
         assert spec["serviceAccountName"] == f"medcloud-{part}"
         tls = next(v for v in spec["volumes"] if v["name"] == "tls")
         assert tls["secret"]["secretName"] == f"medcloud-{part}-tls"
+
+
+def nats_conf_block(text: str, *path: str) -> dict[str, str]:
+    """The `key: value` lines directly inside a block of the rendered nats.conf (no path: the
+    top level), found by the chart's two-space indentation."""
+    lines = text.splitlines()
+    start, end, indent = 0, len(lines), ""
+    for name in path:
+        opening = lines.index(f"{indent}{name} {{", start, end)
+        end = lines.index(f"{indent}}}", opening, end)
+        start, indent = opening + 1, indent + "  "
+    entries = {}
+    for line in lines[start:end]:
+        if line.startswith(indent) and not line[len(indent)].isspace() and ": " in line:
+            key, value = line.strip().split(": ", 1)
+            if not key.startswith("#"):
+                entries[key] = value
+    return entries
+
+
+def bundled_nats(documents: tuple[Document, ...]) -> tuple[str, Document]:
+    conf = named(documents, "ConfigMap", "medcloud-nats")["data"]["nats.conf"]
+    return conf, named(documents, "StatefulSet", "medcloud-nats")
+
+
+def test_bundled_nats_demands_mutual_tls_of_clients_and_routes():
+    conf, statefulset = bundled_nats(rendered("conghua"))
+    certificate = {
+        "cert_file": "/etc/nats-tls/tls.crt",
+        "key_file": "/etc/nats-tls/tls.key",
+        "ca_file": "/etc/nats-tls/ca.crt",
+    }
+    # Clients: TLS with a client certificate from the region's CA.
+    assert nats_conf_block(conf, "tls") == {**certificate, "verify": "true"}
+    # Routes: nats-server always verifies a route's certificate; the URLs stay nats://, the
+    # cluster's tls block is what turns TLS on.
+    assert nats_conf_block(conf, "cluster", "tls") == certificate
+    cluster = nats_conf_block(conf, "cluster")
+    assert cluster["advertise"] == "$CLUSTER_ADVERTISE"
+    assert cluster["no_advertise"] == "true"
+    routes = re.findall(r"^\s+nats://(\S+):6222$", conf, re.MULTILINE)
+    assert routes == [f"medcloud-nats-{i}.medcloud-nats-headless.medcloud.svc" for i in range(3)]
+    # Monitoring stays plain HTTP for the kubelet's probes.
+    top = nats_conf_block(conf)
+    assert top["listen"] == "0.0.0.0:4222"
+    assert top["http"] == "0.0.0.0:8222"
+    assert "https" not in top
+
+    spec = statefulset["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "medcloud-nats-tls"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": "/etc/nats-tls", "readOnly": True}
+    env = environment(container)
+    assert env["CLUSTER_ADVERTISE"] == "$(POD_NAME).medcloud-nats-headless.medcloud.svc:6222"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        check = container[probe]["httpGet"]
+        assert check["port"] == "monitor"
+        assert check.get("scheme", "HTTP") == "HTTP"
+
+
+def test_the_certificate_names_cover_what_services_and_routes_dial():
+    """The names docs/helm.md asks of the NATS certificate match the host of the services' URL
+    and every route's host (one wildcard label under the headless Service)."""
+    documents = rendered("conghua")
+    conf, _ = bundled_nats(documents)
+    service, wildcard = nats_dns_names("medcloud", "medcloud")
+    url = environment(
+        named(documents, "Deployment", "medcloud-inventory")["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+    )["MEDCLOUD_NATS_URL"]
+    assert url == f"tls://{service}:4222"
+    for host in re.findall(r"nats://(\S+):6222", conf):
+        label, rest = host.split(".", 1)
+        assert wildcard == f"*.{rest}" and "." not in label
+
+
+def test_the_bundled_nats_certificate_secret_can_be_named():
+    _, statefulset = bundled_nats(
+        render((CONGHUA,), ("nats.bundled.tls.secret=conghua-nats-from-cert-manager",))
+    )
+    volumes = statefulset["spec"]["template"]["spec"]["volumes"]
+    (volume,) = [v for v in volumes if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "conghua-nats-from-cert-manager"
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("tls://nats.medcloud-data.svc:4443", 4443),
+        ("nats://nats.medcloud-data.svc:4222", 4222),
+        # No port: NATS's own 4222, not the digits ending the host name.
+        ("tls://nats1.medcloud-data.svc", 4222),
+        ("tls://nats1", 4222),
+    ],
+)
+def test_an_existing_nats_may_be_given_by_tls_or_nats_url(url, port):
+    documents = render((PANYU,), (f"nats.url={url}",))
+    container = named(documents, "Deployment", "medcloud-inventory")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = environment(container)
+    assert env["MEDCLOUD_NATS_URL"] == url
+    # The services present their gRPC certificate to that NATS (runtime.service).
+    assert env["MEDCLOUD_TLS_CERT_FILE"] == "/etc/medcloud/tls/tls.crt"
+    policy = named(documents, "NetworkPolicy", "medcloud-inventory")
+    ports = {
+        (peer["ipBlock"]["cidr"], p["port"])
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+        for p in rule["ports"]
+    }
+    assert ("10.20.1.0/24", port) in ports
+    assert not of_kind(documents, "StatefulSet")

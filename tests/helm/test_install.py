@@ -20,7 +20,16 @@ from medcloud.devstack.kube import KubeApiServer
 from medcloud.devstack.pki import RegionPki
 from medcloud.devstack.servers import venv_bin
 from medcloud.devstack.stack import SERVICE, SYSTEM_ADMINISTRATOR
-from tests.helm.chart import CHART, CONGHUA, PANYU, SERVICES, Document, helm, render
+from tests.helm.chart import (
+    CHART,
+    CONGHUA,
+    PANYU,
+    SERVICES,
+    Document,
+    helm,
+    nats_certificate,
+    render,
+)
 from tests.support.identities import kube_apiserver
 
 pytestmark = pytest.mark.integration
@@ -75,7 +84,8 @@ def region_secrets(
     region: str, namespace: str, work: Path, cluster: KubeApiServer
 ) -> list[Document]:
     """What docs/helm.md says to create before installing: each part's certificate from the
-    region's CA, NATS passwords, the audit signing key, the snapshot identity and kubeconfigs."""
+    region's CA, NATS passwords, the audit signing key, the snapshot identity, the bundled etcd's
+    and NATS's certificates and kubeconfigs."""
     pki = RegionPki(work / region, region)
     release = namespace
 
@@ -108,6 +118,9 @@ def region_secrets(
         secret(f"{release}-etcd-snapshot-tls", namespace, tls("etcd-snapshot", ())),
         secret(f"{release}-etcd-tls", namespace, tls("etcd", ())),
         secret(f"{release}-etcd-root-tls", namespace, tls("root", ())),
+        secret(
+            f"{release}-nats-tls", namespace, nats_certificate(pki.authority, release, namespace)
+        ),
     ]
     values = yaml.safe_load(REGIONS[region][0].read_text())
     kubeconfig = cluster.admin_kubeconfig.read_bytes()
@@ -201,6 +214,31 @@ def test_the_conghua_release_runs_its_own_etcd_and_nats(cluster, installed):
     assert "statefulset.apps/medcloud-conghua-etcd" in names
     assert "statefulset.apps/medcloud-conghua-nats" in names
     assert "job.batch/medcloud-conghua-etcd-auth-1" in names
+    notes = installed["conghua"]
+    assert "NATS: tls://medcloud-conghua-nats.medcloud-conghua.svc:4222 (bundled" in notes
+    assert "medcloud-conghua-nats-tls  (ca.crt, tls.crt, tls.key of the NATS servers" in notes
+    assert "nats-tls" not in installed["panyu"]
+
+
+def test_the_bundled_nats_mounts_the_secret_made_for_it(cluster, installed):
+    statefulset = json.loads(
+        kubectl(
+            cluster,
+            "get",
+            "statefulset",
+            "medcloud-conghua-nats",
+            "-n",
+            "medcloud-conghua",
+            "-o",
+            "json",
+        )
+    )
+    volumes = statefulset["spec"]["template"]["spec"]["volumes"]
+    (name,) = [v["secret"]["secretName"] for v in volumes if v["name"] == "tls"]
+    made = json.loads(
+        kubectl(cluster, "get", "secret", name, "-n", "medcloud-conghua", "-o", "json")
+    )
+    assert set(made["data"]) == {"ca.crt", "tls.crt", "tls.key"}
 
 
 def test_an_upgrade_changes_what_the_values_say(cluster, installed):

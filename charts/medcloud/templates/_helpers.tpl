@@ -70,9 +70,10 @@ medcloud.io/region: {{ .root.Values.region.name }}
 {{- end }}
 {{- end }}
 
+{{/* The bundled NATS demands mutual TLS: the services dial it by tls:// (runtime.bus). */}}
 {{- define "medcloud.natsUrl" -}}
 {{- if .Values.nats.bundled.enabled }}
-{{- printf "nats://%s-nats.%s.svc:4222" (include "medcloud.fullname" .) .Release.Namespace }}
+{{- printf "tls://%s-nats.%s.svc:4222" (include "medcloud.fullname" .) .Release.Namespace }}
 {{- else }}
 {{- .Values.nats.url }}
 {{- end }}
@@ -80,6 +81,11 @@ medcloud.io/region: {{ .root.Values.region.name }}
 
 {{- define "medcloud.natsSecret" -}}
 {{- default (printf "%s-nats-credentials" (include "medcloud.fullname" .)) .Values.nats.auth.secret }}
+{{- end }}
+
+{{/* The bundled NATS servers' certificate Secret (ca.crt, tls.crt, tls.key). */}}
+{{- define "medcloud.natsTlsSecret" -}}
+{{- default (printf "%s-nats-tls" (include "medcloud.fullname" .)) .Values.nats.bundled.tls.secret }}
 {{- end }}
 
 {{- define "medcloud.image" -}}

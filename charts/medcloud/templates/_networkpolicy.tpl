@@ -55,7 +55,7 @@ only what they call, and only the parts that call them reach them. */}}
     {{- include "medcloud.np.cidrs" $v.nats.egressCidrs | nindent 4 }}
   ports:
     - protocol: TCP
-      port: {{ regexFind "[0-9]+$" (trimSuffix "/" $v.nats.url) | default "4222" | int }}
+      port: {{ regexFind ":[0-9]+$" (trimSuffix "/" $v.nats.url) | trimPrefix ":" | default "4222" | int }}
 {{- end }}
 {{- end }}
 
