@@ -303,16 +303,29 @@ def condition(site: dict, kind: str) -> dict:  # type: ignore[type-arg]
     return {}
 
 
-def wait_for(region: Region, what: str, probe, timeout: float = 120):  # type: ignore[no-untyped-def]
+def wait_for(  # type: ignore[no-untyped-def]
+    region: Region, what: str, probe, timeout: float = 120, site: str = f"{NAMESPACE}/central"
+):
+    """`probe()` once it is truthy; on timeout an AssertionError showing the site's status."""
     deadline = time.monotonic() + timeout
     while True:
         found = probe()
         if found:
             return found
         if time.monotonic() > deadline:
-            conditions = (site_object(region).get("status") or {}).get("conditions")
-            raise AssertionError(f"timed out waiting for {what}; conditions: {conditions}")
+            namespace, name = site.split("/")
+            try:
+                status = site_object(region, namespace, name).get("status")
+            except client.ApiException as error:
+                status = f"unreadable: HTTP {error.status}"
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; {status}")
         time.sleep(0.5)
+
+
+def steps_succeeded(region: Region, *kinds: str) -> bool:
+    """Whether the central site's conditions of `kinds` are all True."""
+    site = site_object(region)
+    return all(condition(site, kind).get("status") == "True" for kind in kinds)
 
 
 def enrol_kubeconfig(region: Region, name: str, cluster: str, hospital: str = HOSPITAL) -> None:

@@ -24,6 +24,7 @@ from tests.operator.region_stack import (
     enrol_kubeconfig,
     site_object,
     started_region,
+    steps_succeeded,
     wait_for,
 )
 
@@ -70,10 +71,7 @@ def test_a_missing_kubeconfig_secret_is_named_then_apply_converges_and_delete_cl
     wait_for(
         region,
         "Placed and Protected",
-        lambda: all(
-            condition(site_object(region), kind).get("status") == "True"
-            for kind in ("Validated", "Inventoried", "Placed", "Protected")
-        ),
+        lambda: steps_succeeded(region, "Validated", "Inventoried", "Placed", "Protected"),
         timeout=180,
     )
     site = site_object(region)

@@ -9,7 +9,6 @@ import contextlib
 import copy
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -43,6 +42,7 @@ from tests.operator.region_stack import (
     enrol_kubeconfig,
     site_object,
     started_region,
+    wait_for,
 )
 from tests.support.identities import client_channel
 
@@ -151,19 +151,7 @@ def _get(region: Region, site: str) -> dict[str, Any]:
 def _until(
     region: Region, site: str, what: str, probe: Callable[[], Any], timeout: float = 180
 ) -> Any:
-    """`probe()` once it is truthy; on timeout an AssertionError showing the site's status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            try:
-                status = _get(region, site).get("status")
-            except ApiException as error:
-                status = f"unreadable: HTTP {error.status}"
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; {status}")
-        time.sleep(0.5)
+    return wait_for(region, what, probe, timeout, site=site)
 
 
 def _converged(site: dict[str, Any]) -> dict[str, Any] | None:

@@ -28,10 +28,9 @@ from tests.operator.region_stack import (
     OPERATOR_NAMESPACE,
     ROOT,
     Region,
-    condition,
     enrol_kubeconfig,
-    site_object,
     started_region,
+    steps_succeeded,
     wait_for,
 )
 
@@ -193,10 +192,7 @@ def test_the_chart_grants_enough_to_reconcile_and_one_replica_leads(region, repl
     wait_for(
         region,
         "the site's steps to succeed under the chart's RBAC",
-        lambda: all(
-            condition(site_object(region), kind).get("status") == "True"
-            for kind in ("Validated", "Inventoried", "Placed", "Protected")
-        ),
+        lambda: steps_succeeded(region, "Validated", "Inventoried", "Placed", "Protected"),
         timeout=240,
     )
     leader = lease_holder(region)
