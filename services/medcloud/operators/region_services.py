@@ -33,6 +33,8 @@ from medcloud.security.v1 import security_service_pb2_grpc as security_grpc
 
 T = TypeVar("T")
 TIMEOUT_SECONDS = 30.0
+# Reads and writes of one inventory object before a conflict with other writers fails the step.
+ENSURE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class GrpcRegionServices:
             city=site.room_city,
             province=site.room_province,
         )
-        await self._ensure("Centre", "centre", centre)
+        # A room several sites share, or the Region also declares, keeps the name it has.
+        await self._ensure("Centre", "centre", centre, keep=("display_name",))
         for node_id, role in site.nodes:
             node = inventory_pb.NetworkNode(
                 id=node_id,
@@ -185,8 +188,26 @@ class GrpcRegionServices:
             f"{len(site.clusters)} clusters in inventory"
         )
 
-    async def _ensure(self, kind: str, field: str, message: Any) -> None:
-        """Creates the object, or brings an existing one to `message` (idempotent)."""
+    async def _ensure(
+        self, kind: str, field: str, message: Any, keep: tuple[str, ...] = ()
+    ) -> None:
+        """Creates the object, or brings an existing one to `message` (idempotent), leaving the
+        fields in `keep` as they are. Another
+        writer between our read and our write (ABORTED, ALREADY_EXISTS: sites that share a room
+        register it at once) makes it read again, a few times, before the step fails."""
+        for attempt in range(1, ENSURE_ATTEMPTS + 1):
+            try:
+                await self._ensure_once(kind, field, message, keep)
+                return
+            except grpc.aio.AioRpcError as error:
+                raced = error.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.ALREADY_EXISTS)
+                if raced and attempt < ENSURE_ATTEMPTS:
+                    continue
+                await self._call("inventory", f"register {kind} {message.id}", _raiser(error))
+
+    async def _ensure_once(
+        self, kind: str, field: str, message: Any, keep: tuple[str, ...]
+    ) -> None:
         get = getattr(self._inventory, f"Get{kind}")
         request_type = getattr(inventory_api, f"Get{kind}Request")
         try:
@@ -195,26 +216,20 @@ class GrpcRegionServices:
             )
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.NOT_FOUND:
-                await self._call("inventory", f"read {kind} {message.id}", _raiser(error))
+                raise
             create = getattr(self._inventory, f"Create{kind}")
             request = getattr(inventory_api, f"Create{kind}Request")(**{field: message})
-            await self._call(
-                "inventory",
-                f"register {kind} {message.id}",
-                lambda: create(request, timeout=TIMEOUT_SECONDS),
-            )
+            await create(request, timeout=TIMEOUT_SECONDS)
             return
         wanted = type(message)()
         wanted.CopyFrom(message)
         wanted.generation = current.generation
+        for name in keep:
+            setattr(wanted, name, getattr(current, name))
         if wanted != current:
             update = getattr(self._inventory, f"Update{kind}")
             request = getattr(inventory_api, f"Update{kind}Request")(**{field: wanted})
-            await self._call(
-                "inventory",
-                f"update {kind} {message.id}",
-                lambda: update(request, timeout=TIMEOUT_SECONDS),
-            )
+            await update(request, timeout=TIMEOUT_SECONDS)
 
     # -- scheduling ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from medcloud.devstack.processes import ManagedProcess, free_port
 from medcloud.devstack.stack import SYSTEM_ADMINISTRATOR, open_channel
 from medcloud.inventory.client import register_region
 from medcloud.inventory.domain.reference import annex_a_region
+from medcloud.inventory.v1 import inventory_service_pb2 as inventory_api
 from medcloud.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from medcloud.operators.conformance import (
     DEFAULT_REQUIREMENTS_FILE,
@@ -196,6 +197,42 @@ async def test_the_example_site_fails_the_baseline_and_meets_annex_a_topology(re
     document = report.as_dict()
     assert set(document) == {"requirements", "summary"}
     assert report.summary_line().endswith(f"{report.summary['unknown']} unknown")
+
+
+async def test_sites_sharing_a_room_register_it_at_once_and_it_keeps_its_name(region):
+    """Hospitals whose HospitalSites name one room, applied together: each registration reads
+    again after another's write instead of failing, and the room keeps the name it had."""
+    admin = identity("tester-conformance-admin", (SYSTEM_ADMINISTRATOR,))
+    room = region.site.room_centre_id
+    with open_channel(region.addresses.inventory, admin) as channel:
+        stub = inventory_grpc.InventoryServiceStub(channel)
+        name_before = stub.GetCentre(inventory_api.GetCentreRequest(id=room)).centre.display_name
+    sites = []
+    for n in range(6):
+        document = _document(ROOT / "examples" / "hospital-central.yaml", "HospitalSite")
+        document["metadata"]["name"] = f"shared-{n}"
+        document["spec"]["hospitalId"] = f"shared-{n}-hospital"
+        document["spec"]["displayName"] = f"Shared hospital {n}"
+        sites.append(read_site(document))
+    services = GrpcRegionServices(region.addresses, region.tls)
+    try:
+        summaries = await asyncio.gather(*(services.register_site(site) for site in sites))
+        assert all(summary.startswith(f"room {room}") for summary in summaries)
+        with open_channel(region.addresses.inventory, admin) as channel:
+            stub = inventory_grpc.InventoryServiceStub(channel)
+            centre = stub.GetCentre(inventory_api.GetCentreRequest(id=room)).centre
+            for site in sites:
+                for cluster in site.clusters:
+                    cluster_id = f"{site.hospital_id}-{cluster.name}"
+                    stub.GetCluster(inventory_api.GetClusterRequest(id=cluster_id))
+        assert centre.display_name == name_before
+        room_ids = frozenset(
+            {room, *(n for n, _ in sites[0].nodes), *(lk.id for lk in sites[0].links)}
+        )
+        for site in sites:
+            await services.remove_site(site, room_ids)
+    finally:
+        await services.close()
 
 
 async def test_a_stopped_service_turns_its_requirements_unknown_rather_than_pass(region):
